@@ -1,0 +1,92 @@
+"""DPO, standard and per-step, with the adapter-disabled model as reference.
+
+The policy is a PeftModel: the reference model (for per-step DPO, the SFT model, Setlur et al.
+2024) with a fresh LoRA adapter on top. TRL's DPOTrainer, given `ref_model=None` and a PeftModel,
+computes reference log-probs with the adapter disabled, so no second copy of the model is held.
+To use an SFT model trained with LoRA as reference, merge its adapter first
+(`cotrepro.models.merge_adapter`) and add a new one.
+
+Pairs are `{"prompt", "chosen", "rejected", "rejected_is_prefix"}`. Per-step DPO's rejected side
+is the prefix of an incorrect trace ending at its critical step: the trace goes on after it, so
+ending it with EOS would teach the model that the prefix is a whole response. TRL appends EOS to
+every rejected text (`DPOTrainer._prepare_dataset`), so this module overrides that one method:
+EOS goes after the chosen side and after a complete rejected side, never after a prefix.
+Everything else (collation, loss, reference pass, checkpoints) is TRL's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from trl import DPOConfig, DPOTrainer
+from trl.data_utils import common_prefix_length
+
+from cotrepro.params import param
+from cotrepro.train import TrainParams, TrainResult, check_examples, run_trainer, trainer_kwargs
+
+
+@dataclass(frozen=True)
+class DPOParams:
+    """Settings specific to DPO (optimisation settings are in TrainParams)."""
+
+    beta: float = param(0.1, "strength of the KL tie to the reference (Setlur et al.: not reported)", gt=0)
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = param("sigmoid", "sigmoid = the DPO loss of Rafailov et al.")
+
+
+def tokenize_pair(tokenizer, pair: dict) -> dict:
+    """Token ids of one pair as DPOTrainer's collator wants them: prompt_ids, chosen_ids, rejected_ids.
+
+    The prompt and each response are tokenised together and split where the token sequences
+    diverge from the prompt's own, as TRL does; EOS follows the chosen response, and the rejected
+    one unless `pair["rejected_is_prefix"]`.
+    """
+    prompt_ids = tokenizer(pair["prompt"])["input_ids"]
+    chosen_full = tokenizer(pair["prompt"] + pair["chosen"])["input_ids"]
+    rejected_full = tokenizer(pair["prompt"] + pair["rejected"])["input_ids"]
+    n = min(common_prefix_length(prompt_ids, chosen_full), common_prefix_length(prompt_ids, rejected_full))
+    eos = [tokenizer.eos_token_id]
+    return {"prompt_ids": prompt_ids[:n], "chosen_ids": chosen_full[n:] + eos,
+            "rejected_ids": rejected_full[n:] + ([] if pair["rejected_is_prefix"] else eos)}
+
+
+class PrefixAwareDPOTrainer(DPOTrainer):
+    """DPOTrainer whose tokenisation leaves EOS off rejected prefixes (see the module docstring)."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = dataset.map(lambda pair: tokenize_pair(processing_class, pair),
+                              desc=f"Tokenizing {dataset_name} pairs")
+        if args.max_length is not None:  # as TRL does: a prompt filling max_length leaves nothing to learn
+            dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
+        return dataset
+
+
+def dpo_trainer(model, tokenizer, pairs: list[dict], params: TrainParams, out_dir: str | Path,
+                dpo_params: DPOParams = DPOParams()) -> PrefixAwareDPOTrainer:
+    """The configured trainer behind `dpo` (exposed so tests can inspect batches and log-probs)."""
+    from datasets import Dataset
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise ValueError("dpo: pass a PeftModel (reference + LoRA adapter); the adapter-disabled model "
+                         "is the reference (see cotrepro.models.add_lora)")
+    check_examples(pairs, ("prompt", "chosen", "rejected"), "dpo")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair.get("rejected_is_prefix"), bool):
+            raise ValueError(f"dpo: pair {i} lacks the boolean field rejected_is_prefix")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = DPOConfig(**trainer_kwargs(params, out_dir), beta=dpo_params.beta,
+                       loss_type=[dpo_params.loss_type])
+    keys = ("prompt", "chosen", "rejected", "rejected_is_prefix")
+    dataset = Dataset.from_list([{k: p[k] for k in keys} for p in pairs])
+    return PrefixAwareDPOTrainer(model=model, ref_model=None, args=config, train_dataset=dataset,
+                                 processing_class=tokenizer)
+
+
+def dpo(model, tokenizer, pairs: list[dict], params: TrainParams, out_dir: str | Path,
+        dpo_params: DPOParams = DPOParams()) -> TrainResult:
+    """Train the LoRA adapter of `model` with DPO on `pairs`; the adapter-disabled model is the reference."""
+    trainer = dpo_trainer(model, tokenizer, pairs, params, out_dir, dpo_params)
+    return run_trainer(trainer, Path(out_dir))

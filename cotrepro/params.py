@@ -1,0 +1,226 @@
+"""Params files: YAML in, frozen dataclasses out, one clear line on any mistake.
+
+Every experiment is configured by a YAML file under `params/`. `load_params(path, schema)` reads
+it (following `include:` to a base file, whose values the variant overrides key by key, as
+lm-evaluation-harness task configs do), checks every key against `schema` and returns a frozen
+dataclass. Unknown keys, wrong types and out-of-range values raise `ParamsError`, whose message is
+one line naming the file and the dotted key, e.g.
+
+    params/micro/sot.yaml: train.lr: expected a number, got 'fast'
+
+Config dataclasses carry their own documentation: declare fields with `param(default, "help",
+ge=..., le=..., choices=...)` (the help text is what `cotrepro validate --explain` prints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ParamsError(ValueError):
+    """A params file is malformed. The message is one line: `FILE: KEY: what is wrong`."""
+
+
+def param(default: Any = dataclasses.MISSING, help: str = "", *, ge: float | None = None,
+          le: float | None = None, gt: float | None = None, choices: tuple | None = None,
+          default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that documents itself and declares its valid range."""
+    meta = {"help": help, "ge": ge, "le": le, "gt": gt, "choices": choices}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use default_factory for mutable defaults")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a params file, resolving `include:` (relative to the including file) recursively."""
+    path = Path(path)
+    return _load_yaml(path, seen=())
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...]) -> dict:
+    if path.resolve() in seen:
+        raise ParamsError(f"{path}: include: circular include")
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ParamsError(f"{path}: cannot read file ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "YAML"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ParamsError(f"{path}: {where}: invalid YAML ({problem})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    include = data.pop("include", None)
+    if include is None:
+        return data
+    if not isinstance(include, str):
+        raise ParamsError(f"{path}: include: expected a file path string")
+    base = _load_yaml(path.parent / include, seen + (path.resolve(),))
+    return deep_merge(base, data)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Override `base` with `override`, recursing into nested mappings (lists are replaced whole)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_params(path: str | Path, schema: type[T], overrides: dict | None = None) -> T:
+    """Load `path` (plus optional in-memory overrides, e.g. from papermill) into `schema`."""
+    data = load_yaml(path)
+    if overrides:
+        data = deep_merge(data, overrides)
+    return from_dict(schema, data, source=str(path))
+
+
+def from_dict(schema: type[T], data: dict, source: str = "<params>", prefix: str = "") -> T:
+    """Build the frozen dataclass `schema` from a plain mapping, checking every key."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: {prefix.rstrip('.') or '(top level)'}: expected a mapping")
+    fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
+    hints = typing.get_type_hints(schema)
+    for key in data:
+        if key not in fields:
+            close = _closest(str(key), fields)
+            hint = f" (did you mean {close!r}?)" if close else f"; known keys: {', '.join(sorted(fields))}"
+            raise ParamsError(f"{source}: {prefix}{key}: unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ParamsError(f"{source}: {key}: required key is missing")
+            continue
+        value = _coerce(hints[name], data[name], source, key)
+        _check_range(f, value, source, key)
+        kwargs[name] = value
+    return schema(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """A params dataclass as plain YAML-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, source, key)
+            except ParamsError as e:
+                errors.append(e)
+        raise errors[-1]
+    if origin is typing.Literal:
+        if value not in args:
+            raise ParamsError(f"{source}: {key}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, source, prefix=key + ".")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{source}: {key}: expected a list, got {_show(value)}")
+        item_tp = args[0] if args else Any
+        items = [_coerce(item_tp, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{source}: {key}: expected a mapping, got {_show(value)}")
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _coerce(vt, v, source, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{source}: {key}: expected true or false, got {_show(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{source}: {key}: expected an integer, got {_show(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{source}: {key}: expected a number, got {_show(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{source}: {key}: expected a string, got {_show(value)}")
+        return value
+    raise TypeError(f"params schema type {tp!r} at {key} is not supported")
+
+
+def _check_range(f: dataclasses.Field, value: Any, source: str, key: str) -> None:
+    meta = f.metadata
+    choices = meta.get("choices")
+    if choices is not None and value is not None:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v not in choices:
+                raise ParamsError(f"{source}: {key}: {v!r} is not one of {list(choices)}")
+    numbers = value if isinstance(value, (list, tuple)) else [value]
+    for v in numbers:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if meta.get("ge") is not None and v < meta["ge"]:
+            raise ParamsError(f"{source}: {key}: {v} is below the minimum {meta['ge']}")
+        if meta.get("gt") is not None and v <= meta["gt"]:
+            raise ParamsError(f"{source}: {key}: {v} must be greater than {meta['gt']}")
+        if meta.get("le") is not None and v > meta["le"]:
+            raise ParamsError(f"{source}: {key}: {v} is above the maximum {meta['le']}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}"
+
+
+def _closest(key: str, names: typing.Iterable[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def describe(schema: type, prefix: str = "") -> list[str]:
+    """One line per key of `schema`: dotted name, default and help (for `cotrepro validate --explain`)."""
+    lines = []
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines += describe(tp, prefix + f.name + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        lines.append(f"{prefix}{f.name} = {default!r}  # {f.metadata.get('help', '')}")
+    return lines
