@@ -1,6 +1,6 @@
 """Training throughput on CPU: SFT (full and LoRA) and DPO (LoRA), in tokens per second.
 
-Run: `.venv/bin/python bench/bench_training.py [--examples 64] [--threads 2]`
+Run: `.venv/bin/python bench/bench_training.py [--examples 64] [--threads 1]`
 Prints a Markdown table and writes bench/results/training.md.
 
 The model is a micro student (`MicroModelParams()` defaults, randomly initialised) with a BPE
@@ -14,6 +14,7 @@ Runtime is the Trainer's `train_runtime` (optimisation only, not tokenisation).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -31,7 +32,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "training.md"
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads{load}, "
             f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
 
 
@@ -60,7 +62,7 @@ def sequence_tokens(trainer, kind: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     examples, pairs = data(args.examples)

@@ -17,6 +17,10 @@ from cotrepro.micro import PretrainParams
 from cotrepro.models import LoraParams
 from cotrepro.params import load_params, param
 from cotrepro.train import TrainParams
+from cotrepro.experiments.scaling import ScalingParams
+from cotrepro.experiments.advantages import AdvantageParams
+from cotrepro.experiments.stargraph import StarGraphParams
+from cotrepro.experiments.sot import SotParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +37,10 @@ class SanityParams:
                                       "datasets whose gold solutions are graded",
                                       choices=("gsm8k", "math500", "math", "countdown", "mbpp"))
     limit: int | None = param(None, "items per dataset and split (null = all)", ge=1)
-    item_timeout_s: float = param(20.0, "hard per-item time limit of the grader", gt=0)
+    item_timeout_s: float = param(60.0, "hard per-item time limit of the grader", gt=0)
+    program_timeout_s: float = param(30.0, "time limit of one MBPP gold program (the evaluation limit is 5 s, "
+                                     "but one gold program needs 2-6 s of CPU: on a loaded machine a 5 s limit "
+                                     "would make the table depend on the load)", gt=0)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,8 @@ class StepValueParams:
 
     rollouts: int = param(4, "rollouts per step prefix", ge=1)
     best_of: int | None = param(5, "best-of-K transform Q = 1-(1-q)^K (Setlur: K=5); null = plain q", ge=1)
-    strategy: Literal["exhaustive", "early_stop", "bisect"] = param("bisect", "how many prefixes get rollouts")
+    strategy: Literal["exhaustive", "early_stop", "bisect"] = param(
+        "early_stop", "which prefixes get rollouts: early_stop gives exhaustive's answer with fewer (bench/results/stepvalues.md)")
     temperature: float = param(1.0, "rollout temperature", gt=0.0)
     negatives_per_problem: int = param(8, "incorrect responses per problem (Setlur: 8)", ge=1)
 
@@ -105,6 +113,10 @@ class ExperimentParams:
     sampling: SamplingParams = param(default_factory=SamplingParams, help="sampling of synthetic traces")
     eval: EvalParams = param(default_factory=EvalParams, help="evaluation of fine-tuned models")
     stepvalues: StepValueParams = param(default_factory=StepValueParams, help="Monte Carlo step values")
+    sot: SotParams = param(default_factory=SotParams, help="Shape of Thought steps 02-05 (SoT-1..7)")
+    scaling: ScalingParams = param(default_factory=ScalingParams, help="Setlur et al. step 06: data ladder, SFT/RFT/DPO (ST-1..5, ST-7)")
+    advantages: AdvantageParams = param(default_factory=AdvantageParams, help="Setlur et al. step 07: step advantages (ST-6)")
+    stargraph: StarGraphParams = param(default_factory=StarGraphParams, help="Setlur et al. step 08: star-graph shortcut (ST-8)")
 
     def data_dir(self) -> Path:
         """`data.data_dir` resolved against the repository root."""

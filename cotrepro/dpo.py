@@ -22,6 +22,7 @@ from typing import Literal
 
 from trl import DPOConfig, DPOTrainer
 from trl.data_utils import common_prefix_length
+from trl.trainer.utils import global_then_local_main_first
 
 from cotrepro.params import param
 from cotrepro.train import TrainParams, TrainResult, check_examples, run_trainer, trainer_kwargs
@@ -55,10 +56,11 @@ class PrefixAwareDPOTrainer(DPOTrainer):
     """DPOTrainer whose tokenisation leaves EOS off rejected prefixes (see the module docstring)."""
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        dataset = dataset.map(lambda pair: tokenize_pair(processing_class, pair),
-                              desc=f"Tokenizing {dataset_name} pairs")
-        if args.max_length is not None:  # as TRL does: a prompt filling max_length leaves nothing to learn
-            dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
+        with global_then_local_main_first():  # as TRL does: the main process fills the datasets cache first
+            dataset = dataset.map(lambda pair: tokenize_pair(processing_class, pair),
+                                  desc=f"Tokenizing {dataset_name} pairs")
+            if args.max_length is not None:  # as TRL does: a prompt filling max_length leaves nothing to learn
+                dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
         return dataset
 
 

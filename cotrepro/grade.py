@@ -25,9 +25,12 @@ from typing import Any, Iterable
 from tqdm import tqdm
 
 from cotrepro import sandbox
-from cotrepro.tasks import Task, get_task
+from cotrepro.tasks import Problem, Task, get_task
 
 DEFAULT_ITEM_TIMEOUT_S = 20.0  # beyond a task's own limit (MBPP's 5 s), for start-up and reaping
+# Heavy modules a task's verify imports on first use; the forkserver imports them once, so each
+# worker (and each replacement of a killed one) starts with them loaded.
+_LAZY_IMPORTS = {"cotrepro.tasks.math": ("math_verify",)}
 
 
 class RecordError(ValueError):
@@ -64,18 +67,37 @@ def grade_records(task: Task | str, records: list[dict], *, workers: int | None 
                   allow_code_execution: bool = False) -> list[dict]:
     """Each record (native fields + `completion`) with `correct`, `extracted`, `ungradable` added.
 
-    Task detail fields (e.g. gsm8k `strict`, mbpp `status`) are added too, and `error` where
+    Task detail fields (e.g. gsm8k `strict`, mbpp `exec_status`) are added too, and `error` where
     grading failed ("timeout" when the item overran `item_timeout_s`). `workers=None` uses all
     cores. A task that runs code needs `allow_code_execution` or COTREPRO_ALLOW_CODE_EXECUTION=1.
     """
     task = get_task(task) if isinstance(task, str) else task
+    lacking = [index for index, record in enumerate(records) if "completion" not in record]
+    if lacking:
+        raise RecordError(f"record {lacking[0]} (0-based) has no 'completion' field")
+    problems = [task.from_record(record, index) for index, record in enumerate(records)]
+    outcomes = grade_problems(task, problems, [r["completion"] for r in records], workers=workers,
+                              item_timeout_s=item_timeout_s, progress=progress,
+                              allow_code_execution=allow_code_execution)
+    return [{**record, **outcome} for record, outcome in zip(records, outcomes)]
+
+
+def grade_problems(task: Task | str, problems: list[Problem], completions: list[str], *,
+                   workers: int | None = None, item_timeout_s: float = DEFAULT_ITEM_TIMEOUT_S,
+                   progress: bool = True, allow_code_execution: bool = False) -> list[dict]:
+    """Grade `completions[i]` against `problems[i]` in the pool; one outcome dict per item.
+
+    An outcome holds `correct`, `extracted`, `ungradable`, the task's detail fields, and `error`
+    where grading failed. Same limits and opt-in as `grade_records`.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if len(problems) != len(completions):
+        raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     allow = sandbox.code_execution_allowed(True if allow_code_execution else None)
     if task.needs_code_execution and not allow:
         raise sandbox.CodeExecutionNotAllowed()
-    items = [(task.from_record(record, index), record["completion"])
-             for index, record in enumerate(records)]
-    outcomes = _run_pool(task, items, workers or _cores(), item_timeout_s, progress, allow)
-    return [{**record, **outcome} for record, outcome in zip(records, outcomes)]
+    return _run_pool(task, list(zip(problems, completions)), workers or _cores(), item_timeout_s,
+                     progress, allow)
 
 
 def grade_file(task_name: str, in_path: str | Path, out_path: str | Path | None = None,
@@ -149,15 +171,14 @@ def _grade_one(task: Task, problem, completion: str) -> dict[str, Any]:
 
 
 def _worker(conn, task: Task, allow_code_execution: bool) -> None:
-    """Grade (index, problem, completion) messages until a None arrives."""
+    """Grade (problem, completion) messages until a None arrives."""
     if allow_code_execution:
         os.environ[sandbox.ALLOW_ENV] = "1"
     while True:
         message = conn.recv()
         if message is None:
             return
-        index, problem, completion = message
-        conn.send((index, _grade_one(task, problem, completion)))
+        conn.send(_grade_one(task, *message))
 
 
 class _Slot:
@@ -173,7 +194,7 @@ class _Slot:
 
     def send(self, index: int, item, timeout_s: float) -> None:
         self.index, self.deadline = index, time.monotonic() + timeout_s
-        self.conn.send((index, *item))
+        self.conn.send(item)
 
     def stop(self, kill: bool) -> None:
         if kill:
@@ -199,7 +220,8 @@ def _run_pool(task: Task, items: list, workers: int, timeout_s: float, progress:
     if not items:
         return []
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["cotrepro.grade", type(task).__module__])
+    module = type(task).__module__
+    context.set_forkserver_preload(["cotrepro.grade", module, *_LAZY_IMPORTS.get(module, ())])
     results: list[dict | None] = [None] * len(items)
     pending = list(range(len(items) - 1, -1, -1))  # popped from the end: file order
     slots = [_Slot(context, task, allow) for _ in range(min(workers, len(items)))]
@@ -230,7 +252,7 @@ def _run_pool(task: Task, items: list, workers: int, timeout_s: float, progress:
                 outcome, replace = None, False
                 if slot.conn in ready:
                     try:
-                        outcome = slot.conn.recv()[1]
+                        outcome = slot.conn.recv()
                     except (EOFError, OSError):
                         outcome, replace = _failed("worker died"), True
                 elif slot.process.sentinel in ready:

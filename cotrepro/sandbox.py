@@ -1,7 +1,8 @@
 """Run one untrusted Python program, contained, and say whether it passed.
 
 Model-generated code (MBPP completions) is run only on explicit opt-in. Each program runs in a
-fresh `python -I` subprocess, in a fresh working directory, with a scrubbed environment,
+fresh `python -I -S` subprocess (isolated, no site-packages: the standard library only, which
+also halves start-up time), in a fresh working directory, with a scrubbed environment,
 resource limits (CPU, address space, file size, process count, no core dumps), its own session,
 and a wall-clock limit after which everything it started is killed. Where bubblewrap works, the
 program also runs inside it: a read-only view of /, private /tmp, no network, its own pid
@@ -51,13 +52,16 @@ import os, sys
 if len(sys.argv) > 2:
     uid = int(sys.argv[2])
     os.setgroups([]); os.setgid(uid); os.setuid(uid)
+sys.argv = sys.argv[1:2]
 nonce = sys.stdin.readline().strip()
 sys.stdin.close()
-path = sys.argv[1]
-with open(path, encoding="utf-8") as f:
-    code = compile(f.read(), path, "exec")
-del f, path
-exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+main = type(sys)("__main__")  # a fresh __main__ module, as `python file` gives
+main.__file__ = sys.argv[0]
+sys.modules["__main__"] = main
+with open(main.__file__, encoding="utf-8") as f:
+    code = compile(f.read(), main.__file__, "exec")
+del f
+exec(code, main.__dict__)
 sys.stdout.flush()
 os.write(1, ("\n" + nonce + "\n").encode())
 """
@@ -306,11 +310,13 @@ def _reap(session: int, uid: int | None) -> None:
     for _ in range(200):
         victims = []
         for pid, owner, sid in _processes():
-            ns = _pid_ns(pid)
-            if (uid is not None and owner == uid) or sid == session or ns in namespaces:
+            if (uid is not None and owner == uid) or sid == session:
                 victims.append(pid)
+                ns = _pid_ns(pid)
                 if ns is not None and ns != own_ns:
-                    namespaces.add(ns)
+                    namespaces.add(ns)  # its other members are caught from the next scan on
+            elif namespaces and _pid_ns(pid) in namespaces:
+                victims.append(pid)
         if not victims:
             return
         for pid in victims:

@@ -70,12 +70,13 @@ def trainer_kwargs(params: TrainParams, out_dir: Path) -> dict:
     return dict(
         output_dir=str(out_dir), learning_rate=params.lr, num_train_epochs=params.epochs,
         per_device_train_batch_size=params.batch_size, gradient_accumulation_steps=params.grad_accum,
-        warmup_steps=params.warmup_ratio,  # a float below 1 is a share of the steps weight_decay=params.weight_decay,
+        warmup_steps=params.warmup_ratio,  # transformers reads a float below 1 as a share of the steps
+        weight_decay=params.weight_decay,
         lr_scheduler_type=params.lr_scheduler, seed=params.seed, data_seed=params.seed,
         logging_steps=params.logging_steps, save_strategy="steps", save_steps=params.save_steps,
         save_total_limit=params.save_total_limit, bf16=bf16, fp16=False, use_cpu=not on_gpu,
         activation_checkpointing=params.gradient_checkpointing, max_length=params.max_length,
-        report_to=[], disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=True,
+        report_to=[], disable_tqdm=True, dataloader_num_workers=0,
     )
 
 
@@ -93,7 +94,8 @@ def run_trainer(trainer, out_dir: Path) -> TrainResult:
     curve = [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"],
               "learning_rate": h.get("learning_rate")}
              for h in trainer.state.log_history if "loss" in h]
-    (out_dir / "loss.json").write_text(json.dumps(curve, indent=1))
+    if trainer.is_world_process_zero():
+        (out_dir / "loss.json").write_text(json.dumps(curve, indent=1))
     final_dir = out_dir / "final"
     trainer.save_model(str(final_dir))
     return TrainResult(model=trainer.model, out_dir=out_dir, final_dir=final_dir,
@@ -103,6 +105,7 @@ def run_trainer(trainer, out_dir: Path) -> TrainResult:
 
 
 def check_examples(examples: list[dict], keys: tuple[str, ...], what: str) -> None:
+    """Raise a one-line ValueError unless every example has string fields `keys`."""
     if not examples:
         raise ValueError(f"{what}: no examples to train on")
     for i, ex in enumerate(examples):

@@ -43,6 +43,7 @@ P.sanity
 # %%
 rows, failures = sanity_rows(P.sanity.datasets, P.data_dir(), limit=P.sanity.limit, workers=P.workers,
                              item_timeout_s=P.sanity.item_timeout_s,
+                             program_timeout_s=P.sanity.program_timeout_s,
                              allow_code_execution=P.allow_code_execution)
 run.write_json("sanity.json", {"rows": rows, "failures": failures})
 

@@ -113,10 +113,12 @@ def test_bad_inputs_raise_one_clear_error():
         step_values(None, None, LineTask(), PROBLEM, PROMPT, TRACE, rollouts=0)
 
 
-def test_rollouts_from_a_shared_prefix_cache_match_independent_sampling():
-    tok = char_tokenizer()
-    model = tiny_llama(tok).eval()
-    context = "Q: 12+5\n12+5=17\n"
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma2"])
+def test_rollouts_from_a_shared_prefix_cache_match_independent_sampling(arch):
+    from cotrepro.micro import tiny_random_model
+
+    model, tok = tiny_random_model(arch)
+    context = "Problem: 12 + 5 = 17\n3 * 4 ="
     shared = sample_rollouts(model, tok, context, 4, seed=7, max_new_tokens=10)
     ids = tok(context, return_tensors="pt")["input_ids"]
     torch.manual_seed(7)

@@ -47,6 +47,17 @@ def test_sft_labels_only_completion_and_eos(tmp_path):
         assert batch["attention_mask"][row].tolist() == [1] * (width - n_pad) + [0] * n_pad
 
 
+def test_train_params_reach_the_trainer(tmp_path):
+    tok = char_tokenizer()
+    params = TrainParams(lr=3e-4, epochs=2.0, batch_size=3, grad_accum=5, warmup_ratio=0.2, weight_decay=0.05,
+                         lr_scheduler="cosine", seed=7, save_steps=9, max_length=77)
+    args = sft_trainer(tiny_llama(tok), tok, EXAMPLES, params, tmp_path).args
+    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (3e-4, 2.0, 3)
+    assert (args.gradient_accumulation_steps, args.warmup_steps, args.weight_decay) == (5, 0.2, 0.05)
+    assert (args.lr_scheduler_type, args.seed, args.save_steps, args.max_length) == ("cosine", 7, 9, 77)
+    assert args.completion_only_loss and not args.bf16  # fp32 on CPU
+
+
 def test_lora_sft_lowers_loss_and_saves_curve(tmp_path):
     tok = char_tokenizer()
     model = with_lora(tiny_llama(tok))

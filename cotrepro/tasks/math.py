@@ -23,6 +23,7 @@ limit is the caller's: the parallel grader kills a worker that overruns.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,10 @@ from typing import Any
 from cotrepro.tasks.base import Problem, Verdict
 from cotrepro.tasks.hub import hub_rows, load_local_or_hub, subset
 from cotrepro.tasks.prompts import get_template, render
+
+# math-verify warns on every call that its own (signal-based) timeout is off; we turn it off on
+# purpose (the grader enforces a hard per-item limit), so the warning is noise.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 MATH_HUB = "EleutherAI/hendrycks_math"
 MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",

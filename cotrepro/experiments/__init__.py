@@ -1,0 +1,1 @@
+"""Experiment drivers: the logic behind the notebooks, one module per family of claims."""
