@@ -17,12 +17,9 @@ Everything else (collation, loss, reference pass, checkpoints) is TRL's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Literal
-
-from trl import DPOConfig, DPOTrainer
-from trl.data_utils import common_prefix_length
-from trl.trainer.utils import global_then_local_main_first
 
 from cotrepro.params import param
 from cotrepro.train import TrainParams, TrainResult, check_examples, run_trainer, trainer_kwargs
@@ -43,6 +40,8 @@ def tokenize_pair(tokenizer, pair: dict) -> dict:
     diverge from the prompt's own, as TRL does; EOS follows the chosen response, and the rejected
     one unless `pair["rejected_is_prefix"]`.
     """
+    from trl.data_utils import common_prefix_length
+
     prompt_ids = tokenizer(pair["prompt"])["input_ids"]
     chosen_full = tokenizer(pair["prompt"] + pair["chosen"])["input_ids"]
     rejected_full = tokenizer(pair["prompt"] + pair["rejected"])["input_ids"]
@@ -52,23 +51,40 @@ def tokenize_pair(tokenizer, pair: dict) -> dict:
             "rejected_ids": rejected_full[n:] + ([] if pair["rejected_is_prefix"] else eos)}
 
 
-class PrefixAwareDPOTrainer(DPOTrainer):
-    """DPOTrainer whose tokenisation leaves EOS off rejected prefixes (see the module docstring)."""
+@cache
+def prefix_aware_trainer_class():
+    """DPOTrainer whose tokenisation leaves EOS off rejected prefixes (see the module docstring).
 
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        with global_then_local_main_first():  # as TRL does: the main process fills the datasets cache first
-            dataset = dataset.map(lambda pair: tokenize_pair(processing_class, pair),
-                                  desc=f"Tokenizing {dataset_name} pairs")
-            if args.max_length is not None:  # as TRL does: a prompt filling max_length leaves nothing to learn
-                dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
-        return dataset
+    Built on first use: importing TRL takes seconds, which `cotrepro validate` and every notebook
+    that never trains with DPO should not pay.
+    """
+    from trl import DPOTrainer
+    from trl.trainer.utils import global_then_local_main_first
+
+    class PrefixAwareDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            with global_then_local_main_first():  # as TRL does: the main process fills the datasets cache first
+                dataset = dataset.map(lambda pair: tokenize_pair(processing_class, pair),
+                                      desc=f"Tokenizing {dataset_name} pairs")
+                if args.max_length is not None:  # as TRL does: a prompt filling max_length leaves nothing to learn
+                    dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < args.max_length)
+            return dataset
+
+    return PrefixAwareDPOTrainer
+
+
+def __getattr__(name: str):
+    if name == "PrefixAwareDPOTrainer":
+        return prefix_aware_trainer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dpo_trainer(model, tokenizer, pairs: list[dict], params: TrainParams, out_dir: str | Path,
-                dpo_params: DPOParams = DPOParams()) -> PrefixAwareDPOTrainer:
+                dpo_params: DPOParams = DPOParams()):
     """The configured trainer behind `dpo` (exposed so tests can inspect batches and log-probs)."""
     from datasets import Dataset
     from peft import PeftModel
+    from trl import DPOConfig
 
     if not isinstance(model, PeftModel):
         raise ValueError("dpo: pass a PeftModel (reference + LoRA adapter); the adapter-disabled model "
@@ -83,7 +99,7 @@ def dpo_trainer(model, tokenizer, pairs: list[dict], params: TrainParams, out_di
                        loss_type=[dpo_params.loss_type])
     keys = ("prompt", "chosen", "rejected", "rejected_is_prefix")
     dataset = Dataset.from_list([{k: p[k] for k in keys} for p in pairs])
-    return PrefixAwareDPOTrainer(model=model, ref_model=None, args=config, train_dataset=dataset,
+    return prefix_aware_trainer_class()(model=model, ref_model=None, args=config, train_dataset=dataset,
                                  processing_class=tokenizer)
 
 

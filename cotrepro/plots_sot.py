@@ -77,11 +77,14 @@ def sample_teacher_traces(run: RunDir, out: Path) -> list[Path]:
     axes[0].set(xlabel="teacher's share of correct traces", ylabel="training problems",
                 title="Teacher accuracy per problem")
     for correct, label, color in ((True, "G (correct answer)", "#55a868"), (False, "W (wrong answer)", "#c44e52")):
-        axes[1].hist(graded[graded.correct == correct]["true share"], bins=10, range=(0, 1), alpha=0.6,
-                     label=label, color=color)
-    axes[1].set(xlabel="share of true arithmetic steps in a trace", ylabel="traces",
+        shares = graded[graded.correct == correct]["true share"]
+        if len(shares):  # each group's bars sum to 1: G is rare next to W when the teacher is weak
+            axes[1].hist(shares, bins=10, range=(0, 1), weights=[1 / len(shares)] * len(shares), alpha=0.6,
+                         label=f"{label}, n={len(shares)}", color=color)
+    axes[1].set(xlabel="share of true arithmetic steps in a trace", ylabel="share of the group's traces",
                 title="Step validity (SoT-6, SoT-7)")
     axes[1].legend()
+    fig.tight_layout()
     return written + save_figure(fig, f"{name}_step_validity", out)
 
 

@@ -56,18 +56,20 @@ train_problems = world.train_problems(load_experiment(traces_file))  # the probl
 {name: len(examples) for name, examples in sets.items()}, P.models.paraphraser, P.sot.paraphrase_style
 
 # %% [markdown]
-# Paraphrase every H trace (stored as generated) and keep the answer-preserving rewrites.
+# Paraphrase every H trace (stored as generated) and keep the answer-preserving rewrites; a trace
+# whose rewrite changed the answer is tried again (another seed) up to `paraphrase_attempts` times.
 
 # %%
 paraphraser, paraphraser_tokenizer = world.load(P.models.paraphraser, P, run_root)
 sampling = SamplingParams(temperature=P.sot.paraphrase_temperature, max_new_tokens=P.sampling.max_new_tokens,
                           seed=P.seed, batch_size=P.sampling.batch_size)
-p_set, h_at_p, paraphrases = distance.paraphrase_set(
+p_set, h_at_p, paraphrases, attempts = distance.paraphrase_set(
     sets["H"], train_problems, task, model=paraphraser, tokenizer=paraphraser_tokenizer, sampling=sampling,
-    style=P.sot.paraphrase_style, store=run.jsonl("paraphrase_samples"), model_id=P.models.paraphraser)
+    style=P.sot.paraphrase_style, attempts=P.sot.paraphrase_attempts, store=run.jsonl("paraphrase_samples"),
+    model_id=P.models.paraphraser)
 traces.write_examples(run.path / "sets" / "P.jsonl", p_set)
 run.write_json("paraphrases.json", [p.to_dict() for p in paraphrases])
-rejection = distance.rejection_summary(paraphrases)
+rejection = {**distance.rejection_summary(paraphrases), "attempts": attempts}
 run.write_json("rejection.json", rejection)
 rejection
 
@@ -86,7 +88,7 @@ store = run.jsonl("results")
 copied = sot.adopt(store, step_run_dir(results_file, run_root).jsonl("results"), P, load_experiment(results_file),
                    list(P.sot.conditions))
 needed = {c: (None if c == sot.NO_FINE_TUNING else sets[c]) for c in P.sot.conditions}
-needed.update(distance.training_sets(sets["H"], p_set, h_at_p))
+needed.update(distance.training_sets(sets["H"], p_set, h_at_p, P.sot.min_paraphrases))
 records = sot.run_all(store, needed, P.sot.seeds, load_base=partial(world.load_student, P, run_root), task=task,
                       test_problems=world.test_problems(P), params=P, out_root=run.path / "train")
 len(copied), pd.DataFrame(sot.accuracy_rows(records))
@@ -107,7 +109,8 @@ pd.DataFrame(points)
 
 # %%
 claims = [distance.distance_claim(scored, n_boot=P.sot.n_boot, seed=P.seed),
-          distance.paraphrase_claim(records, rejection["rejection_rate"], n_boot=P.sot.n_boot, seed=P.seed)]
+          distance.paraphrase_claim(records, rejection["rejection_rate"], len(p_set), P.sot.min_paraphrases,
+                                    n_boot=P.sot.n_boot, seed=P.seed)]
 run.write_json("claims.json", claims)
 pd.DataFrame(claims)
 

@@ -155,3 +155,9 @@ def test_exponent_ci_is_positive_for_a_falling_curve():
     curve = {n: np.array(outcomes_with_accuracy(1 - 0.8 * n ** -0.3)) for n in (64, 128, 256)}
     ci = scaling.exponent_ci(curve, n_boot=300)
     assert 0 < ci.low < 0.3 < ci.high
+
+
+def test_small_sets_get_enough_epochs_for_min_steps():
+    assert scaling.epochs_for(3, n_examples=32, min_steps=30, batch=16) == 15.0
+    assert scaling.epochs_for(3, n_examples=512, min_steps=30, batch=16) == 3
+    assert scaling.epochs_for(3, n_examples=32, min_steps=0, batch=16) == 3

@@ -3,12 +3,15 @@ distance, and the resumable train-then-evaluate unit (with a tiny model)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from cotrepro.config import ExperimentParams
 from cotrepro.experiments import corruption, sot, traces
 from cotrepro.experiments import paraphrase_distance as distance
+from cotrepro.generate import SamplingParams
 from cotrepro.params import from_dict
 from cotrepro.store import JsonlStore
 from cotrepro.tasks import arith, countdown, get_task
@@ -200,3 +203,23 @@ def test_train_and_evaluate_stores_and_resumes(tmp_path):
                                     params=params, out_dir=tmp_path / "G_s0")
     assert redone["completions"] == rec["completions"]
     assert (tmp_path / "G_s0" / "loss.json").stat().st_mtime_ns == loss_written
+
+
+def test_paraphrase_set_retries_rejected_rewrites_with_new_seeds():
+    ps = problems(3)
+    h = [{"prompt": TASK.prompt(p), "completion": p.solution, "problem_id": p.id} for p in ps]
+    calls = []
+
+    def fake(prompts, sampling):
+        """First attempt: only the first trace keeps its answer; later attempts keep every answer."""
+        calls.append((len(prompts), sampling.seed))
+        answers = [re.search(r"#### (\d+)", prompt).group(1) for prompt in prompts]
+        return [[f"1 + 1 = 2\n#### {a if sampling.seed > 0 or i == 0 else 0}"] for i, a in enumerate(answers)]
+
+    p_set, h_at_p, final, log = distance.paraphrase_set(h, ps, TASK, model=None, tokenizer=None,
+                                                        sampling=SamplingParams(temperature=0.7), style="micro",
+                                                        attempts=3, generate_fn=fake)
+    assert calls == [(3, 0), (2, 1)]  # the second attempt only retries the two rejected traces
+    assert [e["problem_id"] for e in p_set] == [p.id for p in ps] and h_at_p == h
+    assert all(r.kept for r in final) and [entry["kept"] for entry in log] == [1, 2]
+    assert p_set[0]["completion"].endswith(f"#### {ps[0].answer}")

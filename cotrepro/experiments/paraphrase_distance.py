@@ -12,6 +12,7 @@ Distance is the per-token NLL of a set's completions under the student base, giv
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -27,23 +28,35 @@ H_AT_P = "H@P"  # H restricted to the problems P kept
 
 
 def paraphrase_set(h_examples: Sequence[dict], problems: Sequence[Problem], task, *, model, tokenizer,
-                   sampling: SamplingParams, style: str | None, store=None, model_id: str = ""
-                   ) -> tuple[list[dict], list[dict], list[Paraphrase]]:
-    """(P, H@P, every paraphrase with its verdict) for the H examples (matched by problem_id)."""
+                   sampling: SamplingParams, style: str | None, attempts: int = 1, store=None,
+                   model_id: str = "", generate_fn=None) -> tuple[list[dict], list[dict], list[Paraphrase], list[dict]]:
+    """(P, H@P, the final paraphrase of every H trace, one summary per attempt).
+
+    Each attempt rewrites the traces that have no kept paraphrase yet, with sampling seed
+    `sampling.seed + attempt`; a trace's final paraphrase is its first kept one, else its last.
+    `generate_fn` replaces the model (see `cotrepro.paraphrase.paraphrase`).
+    """
     by_id = {p.id: p for p in problems}
     missing = [e["problem_id"] for e in h_examples if e["problem_id"] not in by_id]
     if missing:
         raise ValueError(f"paraphrase_set: H example of unknown problem {missing[0]!r}")
     chosen = [by_id[e["problem_id"]] for e in h_examples]
     traces = [e["completion"].strip() for e in h_examples]
-    results = paraphrase(chosen, task, traces=traces, model=model, tokenizer=tokenizer, sampling=sampling,
-                         style=style, store=store, model_id=model_id)
-    p_set, h_at_p = [], []
-    for example, result in zip(h_examples, results):
-        if result.kept:
-            p_set.append({**example, "completion": as_completion(example["prompt"], result.text)})
-            h_at_p.append(example)
-    return p_set, h_at_p, results
+    final: list[Paraphrase | None] = [None] * len(h_examples)
+    log = []
+    for attempt in range(attempts):
+        todo = [i for i, r in enumerate(final) if r is None or not r.kept]
+        if not todo:
+            break
+        results = paraphrase([chosen[i] for i in todo], task, traces=[traces[i] for i in todo], model=model,
+                             tokenizer=tokenizer, sampling=replace(sampling, seed=sampling.seed + attempt),
+                             style=style, store=store, model_id=model_id, generate_fn=generate_fn)
+        for i, result in zip(todo, results):
+            final[i] = result
+        log.append({"attempt": attempt, **rejection_summary(results)})
+    p_set = [{**e, "completion": as_completion(e["prompt"], r.text)} for e, r in zip(h_examples, final) if r.kept]
+    h_at_p = [e for e, r in zip(h_examples, final) if r.kept]
+    return p_set, h_at_p, final, log
 
 
 def per_example_nll(model, tokenizer, examples: Sequence[dict], batch_size: int = 16) -> list[dict]:
@@ -91,9 +104,11 @@ def rejection_summary(results: Sequence[Paraphrase]) -> dict:
             "reasons": reasons}
 
 
-def training_sets(h_examples: Sequence[dict], p_set: list[dict], h_at_p: list[dict]) -> dict[str, list[dict]]:
-    """The runs step 04 adds: P, and H@P unless it is H itself (then step 03's H runs are H@P)."""
-    if not p_set:
+def training_sets(h_examples: Sequence[dict], p_set: list[dict], h_at_p: list[dict],
+                  min_paraphrases: int = 1) -> dict[str, list[dict]]:
+    """The runs step 04 adds: P, and H@P unless it is H itself (then step 03's H runs are H@P);
+    none when fewer than `min_paraphrases` rewrites were kept."""
+    if len(p_set) < max(min_paraphrases, 1):
         return {}
     return {"P": p_set} if len(h_at_p) == len(h_examples) else {"P": p_set, H_AT_P: h_at_p}
 
@@ -103,20 +118,22 @@ def baseline_of_p(conditions: Sequence[str]) -> str:
     return H_AT_P if H_AT_P in conditions else "H"
 
 
-def paraphrase_claim(records: Sequence[dict], rejected: float, n_boot: int = 2000, seed: int = 0) -> dict:
+def paraphrase_claim(records: Sequence[dict], rejected: float, n_kept: int, min_paraphrases: int,
+                     n_boot: int = 2000, seed: int = 0) -> dict:
     """SoT-4: accuracy(P) - accuracy(H on the same problems), paired over test problems."""
     from cotrepro.experiments.sot import paired_difference, per_problem
 
     conditions = {r["condition"] for r in records}
     if "P" not in conditions:
-        return not_measured("SoT-4", "accuracy", "the paraphraser kept no rewrite")
+        return not_measured("SoT-4", "accuracy", f"the paraphraser kept {n_kept} answer-preserving rewrite(s), "
+                                                 f"fewer than sot.min_paraphrases={min_paraphrases}")
     base = baseline_of_p(conditions)
     n_seeds = len({r["seed"] for r in records if r["condition"] == "P"})
     n_test = len(per_problem(records, "P")[0])
     return claim("SoT-4", paired_difference(records, "P", base, n_boot, seed), unit="accuracy", n=n_test,
-                 what=f"accuracy(P) - accuracy({base}): H paraphrased by the teacher vs H on the same training "
-                      f"problems ({rejected:.0%} of rewrites rejected for a changed answer), greedy accuracy on "
-                      f"{n_test} test problems, mean over {n_seeds} seed(s), paired bootstrap; claimed: above 0")
+                 what=f"accuracy(P) - accuracy({base}): H paraphrased vs H on the same {n_kept} training problems "
+                      f"({rejected:.0%} of H traces got no answer-preserving rewrite), greedy accuracy on {n_test} "
+                      f"test problems, mean over {n_seeds} seed(s), paired bootstrap; claimed: above 0")
 
 
 def points(scored: dict[str, Sequence[dict]], records: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:

@@ -98,6 +98,12 @@ class ScalingParams:
         return (self.compare_size,)
 
 
+def epochs_for(epochs: float, n_examples: int, min_steps: int, batch: int) -> float:
+    """`epochs`, raised so that a run over `n_examples` takes at least `min_steps` optimizer steps
+    of `batch` examples (the smallest ladder sizes would otherwise get a handful of steps)."""
+    return max(epochs, min_steps * batch / n_examples)
+
+
 def stop_strings(task, template: str) -> tuple[str, ...]:
     """The stop strings of the task's prompt template."""
     return tuple(get_template(_PROMPT_TASK.get(task.name, task.name), template).stop)
@@ -189,6 +195,7 @@ class ScalingRun:
         self.tests = world.test_problems(P)
         self.evals = run.jsonl("evals")
         self._train_set: list[dict] | None = None
+        self._self_samples: dict[tuple[int, int], tuple[list[dict], dict[str, list[str]]]] = {}
 
     # -- data -------------------------------------------------------------------------------
 
@@ -254,7 +261,7 @@ class ScalingRun:
         t = self.P.train
         is_dpo = method.startswith("dpo")
         epochs = (self.sp.dpo_epochs or t.epochs) if is_dpo else t.epochs
-        epochs = max(epochs, self.sp.min_steps * t.batch_size * t.grad_accum / len(data))
+        epochs = epochs_for(epochs, len(data), self.sp.min_steps, t.batch_size * t.grad_accum)
         params = replace(t, seed=seed, epochs=epochs, lr=(self.sp.dpo_lr or t.lr) if is_dpo else t.lr)
         if is_dpo:
             dpo(model, tokenizer, data, params, out, self.P.dpo)
@@ -271,6 +278,8 @@ class ScalingRun:
         """(RFT positives, negatives per problem id) sampled from the SFT model of (n, seed)."""
         from cotrepro.train import rft_dataset
 
+        if (n, seed) in self._self_samples:
+            return self._self_samples[n, seed]
         problems = [e["problem"] for e in self.train_set(n)]
         model, tokenizer = self.load([self.sft(n, seed)])
         sampling = self.sampling(self.sp.self_samples, self.sp.self_temperature, self.P.seed + seed)
@@ -285,6 +294,7 @@ class ScalingRun:
                      and not self.task.verify(problem, c).correct]
             if wrong:
                 negatives[problem.id] = wrong[:self.P.stepvalues.negatives_per_problem]
+        self._self_samples[n, seed] = positives, negatives
         return positives, negatives
 
     def rft(self, n: int, seed: int) -> Path:

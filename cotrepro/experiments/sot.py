@@ -47,6 +47,10 @@ class SotParams:
     paraphrase_style: str | None = param(None, "entry of the paraphrase template (micro, text, code); "
                                                "null = text, or code for tasks that run code")
     paraphrase_temperature: float = param(0.0, "temperature of the paraphraser (0 = greedy)", ge=0.0)
+    paraphrase_attempts: int = param(1, "rewrites tried per H trace until one keeps the final answer (each "
+                                        "attempt samples with another seed; needs a temperature above 0)", ge=1)
+    min_paraphrases: int = param(20, "fewer kept paraphrases than this and SoT-4 is not measured (a student "
+                                     "trained on a handful of examples says nothing about P)", ge=1)
     operators: tuple[str, ...] = param(("number", "operator", "delete", "mixed"), "corruption operators of "
                                        "step 05 (cotrepro.corrupt)", choices=OPERATORS)
     levels: tuple[float, ...] = param((0.0, 0.25, 0.5, 0.75, 1.0), "shares of corrupted steps of step 05; "
