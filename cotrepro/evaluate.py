@@ -31,9 +31,6 @@ from cotrepro.generate import SamplingParams, sample
 from cotrepro.tasks.base import Problem, Task
 from cotrepro.tasks.prompts import get_template
 
-# Tasks that share another task's prompts (MATH500 is graded and prompted as MATH).
-_PROMPT_TASK = {"math500": "math"}
-
 GenerateFn = Callable[[list[str], SamplingParams], list[list[str]]]
 
 
@@ -91,7 +88,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, templ
         raise ValueError("evaluate: no problems given")
     if k > 1 and temperature == 0:
         raise ValueError("evaluate: k > 1 with temperature 0 would repeat one greedy completion")
-    stop = get_template(_PROMPT_TASK.get(task.name, task.name), template).stop
+    stop = get_template(task.name, template).stop
     sampling = SamplingParams(k=k, temperature=temperature, max_new_tokens=max_new_tokens,
                               stop=tuple(stop), seed=seed, batch_size=batch_size)
     if generate_fn is None:

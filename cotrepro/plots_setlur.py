@@ -58,7 +58,7 @@ def scale_synthetic_data(run: RunDir, out: Path) -> list[Path]:
         if fit and len(rows) > 1:
             grid = np.geomspace(rows.n.min(), rows.n.max(), 50)
             ax.plot(grid, fit["a"] * grid ** -fit["b"], color=COLORS[method],
-                    label=f"fit: {fit['a']:.2g} n^-{fit['b']:.2f}")
+                    label=f"fit: {fit['a']:.2g} n^({-fit['b']:.2f})")
     ax.set(xscale="log", yscale="log", xlabel="synthetic training problems n", ylabel="test error (1 - pass@1)",
            title="Test error vs synthetic data")
     ax.legend(fontsize=7)

@@ -142,7 +142,8 @@ def corrupt_steps(run: RunDir, out: Path) -> list[Path]:
              .merge(specs[["operator", "level", "mean_fraction_hit", "still_correct"]], on=["operator", "level"]))
     written = write_table(table, f"{name}_accuracy_by_level", out)
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=data, x="level", y="correct", hue="operator", errorbar=("ci", 95), seed=0, marker="o", ax=ax)
+    sns.lineplot(data=data, x="level", y="correct", hue="operator", errorbar=("ci", 95), seed=0, marker="o",
+                 err_style="bars", err_kws={"capsize": 3}, ax=ax)
     baseline = outcomes[outcomes.condition == NO_FINE_TUNING]
     if not baseline.empty:
         ax.axhline(baseline.correct.mean(), color="grey", linestyle="--", label="no fine-tuning")

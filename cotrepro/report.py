@@ -59,6 +59,8 @@ def writer(step: str) -> Callable[[Callable], Callable]:
 def write_all(stored: dict, scale: str = "micro") -> list[Path]:
     """Run the writer of every stored step; returns every path written."""
     import cotrepro.plots  # noqa: F401  (these imports register the writers)
+    import cotrepro.plots_setlur  # noqa: F401
+    import cotrepro.plots_sot  # noqa: F401
     from cotrepro.findings import write_findings
 
     out = figures_dir(scale)

@@ -74,7 +74,10 @@ def test_smoke_06_and_07(tmp_path, monkeypatch):
     assert rows and all(r["kind"] in ("correct", "probe", "incorrect") for r in rows)
     # exhaustive values with the bare prompt valued: every step has an advantage
     assert all(r["A"] is not None for r in rows)
-    assert set(run07.read_json("critical_positions.json")) == {"06 negatives", "07 wrong traces"}
+    critical = run07.read_json("critical_positions.json")
+    assert set(critical) == {"06 negatives", "07 wrong traces"}
+    # step 07 read step 06's stored step values: one critical position per valued negative
+    assert len(critical["06 negatives"]) == len(list(run06.jsonl("stepvalues"))) > 0
     assert (figures / "smoke" / "inspect_advantages_advantages.png").is_file()
     # step 07 reused step 06's SFT model instead of training another
     assert not (run07.path / "models").exists()
@@ -100,7 +103,8 @@ def write_params(path: Path, base: Path, text: str) -> Path:
 
 
 TINY_06 = """task: {n_test: 3}
-scaling: {sizes: [2, 4], compare_size: 2, dpo_sizes: [], positives: gold, self_samples: 2, rft_cap: 1, n_boot: 200}
+scaling: {sizes: [2, 4], seeds: [0], compare_size: 2, dpo_sizes: [], positives: gold, self_samples: 2, rft_cap: 1,
+          min_steps: 0, n_boot: 200}
 sampling: {max_new_tokens: 12, batch_size: 8}
 eval: {max_new_tokens: 12, batch_size: 8, k: 2}
 train: {epochs: 1, batch_size: 2, grad_accum: 1, save_steps: 100, max_length: 512}

@@ -139,3 +139,21 @@ def test_paper_params_on_tiny_qwen2_with_gsm8k(tmp_path, monkeypatch):
     record = next(r for r in run03.jsonl("results") if r["key"] == "H/s0")
     assert record["template"] == "sot_zero_shot" and len(record["correct"]) == 3
     assert (run03.path / "train" / "H_s0" / "final" / "adapter_config.json").is_file()  # LoRA on qwen2
+
+
+@pytest.mark.skipif(not (DATA / "gsm8k").is_dir(), reason="no local GSM8K copy in ../shared/data")
+def test_paper_gemma_variant_trains_lora_on_gemma2(tmp_path, monkeypatch):
+    monkeypatch.setenv("COTREPRO_FIGURES", str(tmp_path / "figures"))
+    root = tmp_path / "runs"
+    tiny = "models: {student: 'tiny:gemma2', teacher: 'tiny:gemma2', paraphraser: 'tiny:gemma2', dtype: float32}\n"
+    p02 = write_params(tmp_path / "02_sample_teacher_traces__gemma.yaml",
+                       PAPER / "02_sample_teacher_traces__gemma.yaml", tiny + "task: {n_train: 3}\n")
+    seed_sets(p02, root, lambda p: p.solution, lambda p: p.solution.replace(". ", ".\n"))  # step 02 not run
+    p03 = write_params(tmp_path / "03_train_on_traces__gemma.yaml", PAPER / "03_train_on_traces__gemma.yaml",
+                       tiny + "task: {n_test: 2}\neval: {max_new_tokens: 8, batch_size: 8}\n"
+                              "train: {epochs: 1, batch_size: 3, grad_accum: 1, save_steps: 100, max_length: 512}\n"
+                              "sot: {seeds: [0], n_boot: 200, threads: 1}\n")
+    run03 = run_step("03_train_on_traces", p03, root)
+    claims_of(run03, {"SoT-1", "SoT-2"})
+    assert load_experiment(p03).models.student == "tiny:gemma2"
+    assert (run03.path / "train" / "W_s0" / "final" / "adapter_config.json").is_file()

@@ -18,7 +18,7 @@ import numpy as np
 
 from cotrepro import stats
 from cotrepro.evaluate import completion_nlls
-from cotrepro.experiments.sot import claim
+from cotrepro.experiments.sot import claim, long_outcomes, paired_difference, per_problem
 from cotrepro.experiments.traces import as_completion, not_measured
 from cotrepro.generate import SamplingParams
 from cotrepro.paraphrase import Paraphrase, paraphrase, rejection_rate
@@ -121,8 +121,6 @@ def baseline_of_p(conditions: Sequence[str]) -> str:
 def paraphrase_claim(records: Sequence[dict], rejected: float, n_kept: int, min_paraphrases: int,
                      n_boot: int = 2000, seed: int = 0) -> dict:
     """SoT-4: accuracy(P) - accuracy(H on the same problems), paired over test problems."""
-    from cotrepro.experiments.sot import paired_difference, per_problem
-
     conditions = {r["condition"] for r in records}
     if "P" not in conditions:
         return not_measured("SoT-4", "accuracy", f"the paraphraser kept {n_kept} answer-preserving rewrite(s), "
@@ -139,8 +137,6 @@ def paraphrase_claim(records: Sequence[dict], rejected: float, n_kept: int, min_
 def points(scored: dict[str, Sequence[dict]], records: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:
     """One row per training set: pooled per-token NLL and downstream accuracy, each with a 95% CI
     (accuracy over seeds x test problems; None for a set that was not trained on)."""
-    from cotrepro.experiments.sot import long_outcomes
-
     outcomes = long_outcomes(records)
     rows = []
     for name, scores in scored.items():

@@ -127,6 +127,8 @@ def batched_step_values(model, tokenizer, task, items: list[tuple], *, rollouts:
     each one lacks is collected, and all of them are sampled in one `generate.sample` call
     (`rollouts` samples each, resumable through `store`). A context shared by several traces is
     sampled once. Token counts are those of the re-tokenised rollout texts plus one for EOS.
+    Rollouts are seeded per context by `generate.sample` (from `seed` and the context text), not
+    by the step index as `step_values`' own sampler is; the strategy's logic is unchanged.
     """
     cache: dict[str, list[Rollout]] = {}
     sampling = SamplingParams(k=rollouts, temperature=temperature, max_new_tokens=max_new_tokens,
@@ -256,6 +258,9 @@ class ScalingRun:
         out = self.adapter_dir(method, n, seed)
         if (out / "final" / "adapter_config.json").is_file():
             return out
+        if not data:
+            raise ValueError(f"{method} at n={n}, seed {seed}: no training data (no pairs: the SFT model "
+                             f"had no wrong samples, or no problem had a correct trace)")
         model, tokenizer = self.load(base)
         model = add_lora(model, self.P.lora)
         t = self.P.train
@@ -558,4 +563,12 @@ def analyse(evals: list[dict], sp: ScalingParams, pass_k: int, seed: int = 0) ->
         claims.append(claim("ST-7", gain, stats.verdict(gain, "greater", 0.0), unit=f"pass@{pass_k} difference",
                             what=f"pass@{pass_k}(per-step DPO) - pass@{pass_k}(SFT) at n={size}, paired {where}",
                             n=n_test))
+    measured = {c["claim"] for c in claims}
+    nothing = stats.Interval(math.nan, math.nan, math.nan)
+    for claim_id, needs in (("ST-3", "RFT at two or more sizes of the upper half of the ladder"),
+                            ("ST-5", f"SFT and standard DPO at n={size}"),
+                            ("ST-7", f"pass@{pass_k} of SFT and per-step DPO at n={size}")):
+        if claim_id not in measured:
+            claims.append(claim(claim_id, nothing, "inconclusive", unit="", n=n_test,
+                                what=f"not measured: needs {needs}"))
     return {"fits": fits, "multipliers": list(multipliers.values()), "claims": claims}

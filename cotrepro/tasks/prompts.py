@@ -64,11 +64,16 @@ def _read(template_name: str) -> dict[str, Any]:
     return data
 
 
+# tasks prompted with another task's entry: MATH500 is a subset of MATH and shares its prompts
+PROMPT_TASK = {"math500": "math"}
+
+
 def get_template(task_name: str, template_name: str) -> PromptTemplate:
     """The `task_name` prompt of template file `template_name` (following `same_as` links).
 
     Raises ValueError naming the choices when the template or the task within it is unknown.
     """
+    task_name = PROMPT_TASK.get(task_name, task_name)
     seen = []
     while True:
         data = _read(template_name)
