@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
+from _machine import cpu_name
 from cotrepro.grade import grade_records, summarize
 from cotrepro.tasks import get_task
 from cotrepro.tasks.hub import read_jsonl
@@ -24,15 +24,6 @@ from cotrepro.tasks.hub import read_jsonl
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "grading.md"
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(function):
@@ -71,7 +62,7 @@ def main() -> None:
             (f"MBPP gold programs, parallel grader ({workers} workers)", len(mbpp), programs_s,
              summarize(programs)["accuracy"])]
     lines = [f"# Grading throughput ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
-             f"Machine: {cpu_model()}, {cores} cores; load average {load_before:.1f} before, "
+             f"Machine: {cpu_name()}, {cores} cores; load average {load_before:.1f} before, "
              f"{load_after:.1f} after (other jobs shared the machine).", "",
              "| what | items | seconds | items/s | accuracy |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {name} | {n} | {s:.1f} | {n / s:.1f} | {acc:.3f} |" for name, n, s, acc in rows]

@@ -16,13 +16,12 @@ micro world's teacher (pretraining it first, a few minutes, if it is not cached 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from _machine import describe, record_throughput
 from cotrepro.generate import SamplingParams, sample
 from cotrepro.micro import PretrainParams, pretrain_micro
 from cotrepro.models import load_model
@@ -37,16 +36,6 @@ def generated_tokens(output: torch.Tensor, prompt_length: int, eos_id: int) -> i
     is_eos = (output[:, prompt_length:] == eos_id).int()
     return int((is_eos.cumsum(dim=1) - is_eos == 0).sum())
 
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_generate(model, tokenizer, prompts: list[str], sampling: SamplingParams, per_call: int) -> int:
@@ -94,8 +83,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         rows.append((name, tokens, seconds))
 
-    machine = (f"{cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, "
-               f"{args.threads} thread(s); model {Path(model_dir).name} ({model.num_parameters() / 1e6:.2f}M params)")
+    machine = (f"{describe()}; model {Path(model_dir).name} ({model.num_parameters() / 1e6:.2f}M params)")
     lines = [f"Sampling throughput, {len(prompts)} arith prompts x k={args.k}, T=1.0, "
              f"max {args.max_new_tokens} new tokens. Machine: {machine}.", "",
              "| method | tokens | seconds | tokens/s | speed-up |", "|---|---:|---:|---:|---:|"]
@@ -106,6 +94,8 @@ def main() -> None:
     print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(table + "\n")
+    name, tokens, seconds = rows[-1]
+    record_throughput(sample_tokens_per_s=round(tokens / seconds))
 
 
 if __name__ == "__main__":

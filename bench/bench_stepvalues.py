@@ -14,13 +14,12 @@ same critical step as the exhaustive search.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from _machine import describe
 from cotrepro.generate import SamplingParams, sample
 from cotrepro.models import load_model
 from cotrepro.stepvalues import STRATEGIES, step_values
@@ -30,11 +29,6 @@ from cotrepro.tasks.prompts import get_template
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stepvalues.md"
 
-
-def machine() -> str:
-    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads{load}, "
-            f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
 
 
 def negatives(model, tokenizer, task, n: int, stop: tuple[str, ...]) -> list[tuple]:
@@ -85,7 +79,7 @@ def main() -> None:
     base_tokens = sum(v.tokens_generated for v in exhaustive)
     n_steps = sum(len(v.steps) for v in exhaustive)
     lines = ["# Step values: cost against exhaustive per-step rollouts", "",
-             f"Machine: {machine()}", f"Model: `{args.model}`", "",
+             f"Machine: {describe()}", f"Model: `{args.model}`", "",
              f"{len(found)} incorrect arith traces ({n_steps} steps in all), {args.rollouts} rollouts per prefix, "
              f"best-of-{args.best_of} values, rollouts of at most 48 tokens.", "",
              "| strategy | prefixes rolled out | tokens generated | tokens vs exhaustive "

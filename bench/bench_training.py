@@ -14,13 +14,12 @@ Runtime is the Trainer's `train_runtime` (optimisation only, not tokenisation).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import torch
 
+from _machine import describe, record_throughput
 from cotrepro.dpo import DPOParams, dpo_trainer
 from cotrepro.micro import MicroModelParams, build_micro_model, build_tokenizer
 from cotrepro.models import LoraParams, add_lora
@@ -30,11 +29,6 @@ from cotrepro.train import TrainParams, run_trainer, sft_trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.md"
 
-
-def machine() -> str:
-    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads{load}, "
-            f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
 
 
 def data(n: int) -> tuple[list[dict], list[dict]]:
@@ -83,7 +77,7 @@ def main() -> None:
             result = run_trainer(trainer, out)
             rows.append((name, n_params, len(trainer.train_dataset), result.global_step, tokens,
                          result.runtime_s, tokens / result.runtime_s))
-    lines = ["# Training throughput (CPU)", "", f"Machine: {machine()}", "",
+    lines = ["# Training throughput (CPU)", "", f"Machine: {describe()}", "",
              "| run | base params | sequences | steps | tokens | seconds | tokens/s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {n} | {p:,} | {s} | {st} | {t:,} | {sec:.1f} | {tps:,.0f} |" for n, p, s, st, t, sec, tps in rows]
@@ -93,6 +87,8 @@ def main() -> None:
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
+    lora_sft = next(r for r in rows if r[0] == "SFT LoRA r=16")
+    record_throughput(train_tokens_per_s=round(lora_sft[-1]))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from cotrepro.grade import grade_problems
 from cotrepro.tasks import get_task
 from cotrepro.tasks.base import Problem
 from cotrepro.tasks.countdown import solve
-from cotrepro.tasks.mbpp import MBPPTask
 
 SPLITS = {
     "gsm8k": ("test", "train"),

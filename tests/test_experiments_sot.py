@@ -14,7 +14,7 @@ from cotrepro.experiments import paraphrase_distance as distance
 from cotrepro.generate import SamplingParams
 from cotrepro.params import from_dict
 from cotrepro.store import JsonlStore
-from cotrepro.tasks import arith, countdown, get_task
+from cotrepro.tasks import arith, countdown
 from cotrepro.tasks.base import Problem
 
 TASK = arith.TASK

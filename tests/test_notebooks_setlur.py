@@ -8,39 +8,13 @@ step values, the three DPO pairings, pass@k, the analysis) runs as it does at la
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 
-from cotrepro.config import REPO_ROOT
-from cotrepro.pipeline import run_notebook, step_run_dir
-
-NOTEBOOKS = REPO_ROOT / "notebooks"
-SMOKE = REPO_ROOT / "params" / "smoke"
-PAPER = REPO_ROOT / "params" / "paper"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-VERDICTS = {"reproduced", "not reproduced", "inconclusive"}
+from _notebooks import DATA, PAPER, SMOKE, claims_of, run_step
 
 pytestmark = pytest.mark.slow
-
-
-def run_step(name: str, params_file: Path, run_root: Path):
-    run_notebook(NOTEBOOKS / f"{name}.ipynb", params_file, run_root=run_root)
-    run = step_run_dir(params_file, run_root)
-    assert (run.path / "DONE.json").is_file()
-    return run
-
-
-def claims_of(run, ids: set[str]) -> dict[str, dict]:
-    claims = {c["claim"]: c for c in run.read_json("claims.json")}
-    assert set(claims) == ids
-    for c in claims.values():
-        assert c["verdict"] in VERDICTS and c["what"] and c["unit"] and c["n"] >= 0
-        low, high = c["ci"]
-        if not math.isnan(c["effect"]):
-            assert low <= c["effect"] <= high or math.isclose(low, high)
-    return claims
 
 
 def check_scaling_run(run, sizes: list[int], compare: int, k: int, n_test: int) -> None:

@@ -9,41 +9,20 @@ final answer, H: the human solution) so that steps 03-05 have something to train
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import pytest
 
-from cotrepro.config import REPO_ROOT, load_experiment
+from cotrepro.config import load_experiment
 from cotrepro.experiments import traces
-from cotrepro.pipeline import run_notebook, step_run_dir
+from cotrepro.pipeline import step_run_dir
 from cotrepro.tasks import arith, get_task
 from cotrepro.world import train_problems
 
-NOTEBOOKS = REPO_ROOT / "notebooks"
-SMOKE = REPO_ROOT / "params" / "smoke"
-PAPER = REPO_ROOT / "params" / "paper"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-VERDICTS = {"reproduced", "not reproduced", "inconclusive"}
+from _notebooks import DATA, PAPER, SMOKE, claims_of, run_step
 
 pytestmark = pytest.mark.slow
-
-
-def run_step(name: str, params_file: Path, run_root: Path):
-    run_notebook(NOTEBOOKS / f"{name}.ipynb", params_file, run_root=run_root)
-    return step_run_dir(params_file, run_root)
-
-
-def claims_of(run, ids: set[str]) -> dict[str, dict]:
-    claims = {c["claim"]: c for c in run.read_json("claims.json")}
-    assert set(claims) == ids
-    for c in claims.values():
-        assert c["verdict"] in VERDICTS and c["what"] and c["unit"]
-        if c["effect"] is not None:
-            low, high = c["ci"]
-            assert low <= c["effect"] <= high or math.isclose(low, high)
-    return claims
 
 
 def wrong_answer(trace: str) -> str:
