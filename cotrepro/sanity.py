@@ -14,6 +14,7 @@ from cotrepro.grade import grade_problems
 from cotrepro.tasks import get_task
 from cotrepro.tasks.base import Problem
 from cotrepro.tasks.countdown import solve
+from cotrepro.tasks.mbpp import MBPPTask
 
 SPLITS = {
     "gsm8k": ("test", "train"),
@@ -33,12 +34,15 @@ def gold_completion(task_name: str, problem: Problem) -> str | None:
 
 
 def sanity_rows(datasets: tuple[str, ...], data_dir: Path, limit: int | None = None,
-                workers: int | None = None, item_timeout_s: float = 20.0,
+                workers: int | None = None, item_timeout_s: float = 60.0, program_timeout_s: float = 30.0,
                 allow_code_execution: bool = False, progress: bool = True) -> tuple[list[dict], list[dict]]:
-    """Grade every gold solution; returns (one summary row per dataset and split, failing items)."""
+    """Grade every gold solution; returns (one summary row per dataset and split, failing items).
+
+    MBPP gold programs get `program_timeout_s` instead of the evaluation's 5 s: one of them needs
+    2-6 s of CPU, and the table must not depend on how loaded the machine is."""
     rows, failures = [], []
     for name in datasets:
-        task = get_task(name)
+        task = MBPPTask(timeout_s=program_timeout_s) if name == "mbpp" else get_task(name)
         for split in SPLITS[name]:
             problems = task.load(split, data_dir=data_dir, limit=limit, seed=0)
             golds = [(p, gold_completion(name, p)) for p in problems]

@@ -94,6 +94,7 @@ def test_failed_step_names_its_executed_notebook(tmp_path):
     params_cell = nbformat.v4.new_code_cell("params_file = ''\nrun_root = ''")
     params_cell.metadata["tags"] = ["parameters"]
     nb.cells = [params_cell, nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     notebook = tmp_path / "99_broken.ipynb"
     nbformat.write(nb, notebook)
     params = tmp_path / "broken.yaml"
