@@ -211,16 +211,25 @@ def _closest(key: str, names: typing.Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
-def describe(schema: type, prefix: str = "") -> list[str]:
-    """One line per key of `schema`: dotted name, default and help (for `cotrepro validate --explain`)."""
+def describe(schema: type, prefix: str = "", defaults: Any = None) -> list[str]:
+    """One line per key of `schema`: dotted name, default and help (for `cotrepro validate --explain`).
+
+    `defaults` is the instance whose values are shown for a nested section (a section's own
+    default_factory may differ from its class defaults, e.g. the micro teacher's shape)."""
     lines = []
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            lines += describe(tp, prefix + f.name + ".")
+        if dataclasses.is_dataclass(tp) and dataclasses.is_dataclass(default):
+            lines += describe(tp, prefix + f.name + ".", default)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         lines.append(f"{prefix}{f.name} = {default!r}  # {f.metadata.get('help', '')}")
     return lines

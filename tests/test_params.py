@@ -119,3 +119,12 @@ def test_validate_cli_prints_one_line_without_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cotrepro.cli", "validate", str(good)],
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
+
+
+def test_explain_shows_each_sections_own_defaults():
+    from cotrepro.params import describe
+
+    lines = describe(ExperimentParams)
+    teacher = ExperimentParams(experiment="x").micro.teacher
+    assert f"micro.teacher.d_model = {teacher.d_model!r}" in "\n".join(lines)
+    assert any(l.startswith("train.lr = ") and "#" in l for l in lines)
