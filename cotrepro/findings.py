@@ -57,12 +57,13 @@ def findings_table(measured: list[dict], scale: str) -> pd.DataFrame:
         if not mine:
             rows.append({"claim": claim["id"], "paper": claim["paper"], "statement": claim["text"],
                          "effect": None, "ci_low": None, "ci_high": None, "unit": "", "what": "",
-                         "verdict": "not run", "scale": scale, "step": ""})
+                         "verdict": "not run", "scale": scale, "step": "", "note": ""})
         for m in mine:
             lo, hi = m["ci"] if m["ci"] is not None else (None, None)
             rows.append({"claim": claim["id"], "paper": claim["paper"], "statement": claim["text"],
                          "effect": m["effect"], "ci_low": lo, "ci_high": hi, "unit": m.get("unit", ""),
-                         "what": m["what"], "verdict": m["verdict"], "scale": scale, "step": m["step"]})
+                         "what": m["what"], "verdict": m["verdict"], "scale": scale, "step": m["step"],
+                         "note": m.get("note", "")})
     unknown = sorted({m["claim"] for m in measured} - {c["id"] for c in claim_list()})
     if unknown:
         raise ValueError(f"claims.json rows name unknown claims: {', '.join(unknown)}")
@@ -95,6 +96,10 @@ def render_markdown(table: pd.DataFrame, scale: str) -> str:
     for r in table.itertuples():
         interval = "–" if r.ci_low is None or pd.isna(r.ci_low) else f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
         lines.append(f"| {r.claim} | {r.verdict} | {_fmt(r.effect)} | {interval} | {r.unit} | {r.what} |")
+    notes = table[table["note"].astype(bool)].drop_duplicates(["claim", "note"])
+    if len(notes):
+        lines += ["", "## Context the effect alone does not show", ""]
+        lines += [f"- **{r.claim}** ({r.step}): {r.note}" for r in notes.itertuples()]
     lines += ["", "## The claims", ""]
     lines += [f"- **{c['id']}** ({c['paper']}): {c['text']}" for c in claim_list()]
     if scale in ("micro", "smoke"):

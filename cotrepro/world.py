@@ -66,7 +66,12 @@ def load_teacher(params: ExperimentParams, run_root: str | Path):
 def problems(params: ExperimentParams, split: str, n: int | None = None) -> list[Problem]:
     """`n` problems of the experiment's task and `split` (a seeded sample of a real benchmark)."""
     t = params.task
-    return get_task(t.name).load(split, data_dir=params.data_dir(), limit=n, seed=params.seed)
+    task = get_task(t.name)
+    if t.name == "arith":  # the micro world's problems: numbers as large as its models were trained on
+        from cotrepro.tasks.arith import ArithTask
+
+        task = ArithTask(max_value=params.micro.max_value)
+    return task.load(split, data_dir=params.data_dir(), limit=n, seed=params.seed)
 
 
 def train_problems(params: ExperimentParams) -> list[Problem]:
