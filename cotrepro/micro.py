@@ -16,11 +16,13 @@ another style. The micro world builds all three on CPU, from the `arith` task's 
   final answer) and W (wrong final answer) traces come out of it. A share of its training traces
   carry one wrong step whose error then propagates consistently, so its own wrong traces tend to
   be wrong in places and right elsewhere (SoT-6).
-- Measured at the defaults (one thread, AMD EPYC, 339 CPU-seconds for both models; greedy, 200
-  held-out arith test problems): teacher multi-step accuracy 16.5%; student base 1.5% on
-  multi-step and 16% on one-step problems. The intended teacher range is 40-75%; reaching it
-  needs a larger training budget (`teacher_steps`, model size) than the few CPU minutes the
-  defaults keep to.
+- Measured (one thread, AMD EPYC, greedy, 200 held-out arith test problems at the trained
+  max_value): at the code defaults (max_value 99, 339 CPU-s for both models) the teacher gets
+  16.5% of multi-step problems and the student base 1.5% multi-step, 16% one-step. The micro
+  params (`params/micro/base.yaml`: max_value 30, lr 8e-3, batch 32, more solved one-step
+  problems, 800/1600 steps; 617 CPU-s) give a teacher at 29% multi-step and a student at 5.5%
+  multi-step, 23% one-step. The intended teacher range, 40-75%, was not reached inside a few CPU
+  minutes: its errors are mostly wrong operands copied from the question (LOG.md, 2026-11-21).
 - Human traces (H) are the task's terse human-annotation style (`arith.render_human`): the
   student never saw that style, so H is far from its distribution (SoT-3), as human solutions
   are for a real pretrained model.
@@ -182,6 +184,8 @@ class PretrainParams:
     teacher_steps: int = param(1600, "optimizer steps for the teacher", ge=1)
     batch_size: int = param(16, "documents per optimizer step", ge=1)
     lr: float = param(3e-3, "peak learning rate (AdamW, cosine decay, 5% warmup)", gt=0.0)
+    teacher_lr: float | None = param(None, "the teacher's peak learning rate (null = lr): the two models "
+                                     "learn best at different rates (LOG.md, 2026-11-21)", gt=0.0)
     n_eval: int = param(200, "held-out arith test problems for the greedy accuracy report", ge=0)
     # One thread: on a 2-core machine shared with other work, 2 OpenMP threads spin-wait and ran
     # 5x slower per step than 1 (measured); with cores to spare, raise it.
@@ -299,7 +303,8 @@ def _collate(pad_id: int):
     return collate
 
 
-def _train(model, tokenizer, documents: list[str], steps: int, params: PretrainParams, out_dir: Path) -> list[dict]:
+def _train(model, tokenizer, documents: list[str], steps: int, lr: float, params: PretrainParams,
+           out_dir: Path) -> list[dict]:
     """Train `model` on `documents` (BOS + text + EOS each) with the transformers Trainer.
 
     Measured on a 0.8M-param model, batch 32 x 96 tokens, one thread: the Trainer costs about 12%
@@ -312,7 +317,7 @@ def _train(model, tokenizer, documents: list[str], steps: int, params: PretrainP
     dataset = [{"input_ids": (ids + [tokenizer.eos_token_id])[:max_len]} for ids in encoded]
     args = TrainingArguments(
         output_dir=str(out_dir / "trainer"), max_steps=steps, per_device_train_batch_size=params.batch_size,
-        learning_rate=params.lr, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01,
+        learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01,
         logging_steps=max(1, steps // 50), save_strategy="no", report_to="none", use_cpu=True,
         seed=params.seed, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
     )
@@ -323,13 +328,14 @@ def _train(model, tokenizer, documents: list[str], steps: int, params: PretrainP
     return [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
 
 
-def multi_step_accuracy(model, tokenizer, n: int, template: str = "arith", n_steps: tuple[int, int] = (2, 4)) -> float:
+def multi_step_accuracy(model, tokenizer, n: int, template: str = "arith", n_steps: tuple[int, int] = (2, 4),
+                        max_value: int = 99) -> float:
     """Greedy accuracy on the first `n` arith test problems with `n_steps` steps."""
     from cotrepro.generate import SamplingParams, sample
     from cotrepro.tasks import arith
     from cotrepro.tasks.prompts import get_template
 
-    task = arith.ArithTask(n_steps=n_steps)
+    task = arith.ArithTask(n_steps=n_steps, max_value=max_value)
     problems = task.load("test", limit=n)
     prompts = [task.prompt(p, template) for p in problems]
     sampling = SamplingParams(max_new_tokens=64, stop=get_template("arith", template).stop, batch_size=64)
@@ -359,17 +365,20 @@ def pretrain_micro(params: PretrainParams = PretrainParams(), out_root: str | Pa
             out_dir = Path(paths[role])
             started = time.time()
             model = build_micro_model(shape, tokenizer, seed=params.seed)
-            curve = _train(model, tokenizer, corpora[role], steps, params, out_dir)
+            lr = params.teacher_lr if role == "teacher" and params.teacher_lr else params.lr
+            curve = _train(model, tokenizer, corpora[role], steps, lr, params, out_dir)
             model.eval()
             model.save_pretrained(out_dir)
             tokenizer.save_pretrained(out_dir)
             (out_dir / "loss.json").write_text(json.dumps(curve))
             report[role] = {"params": model.num_parameters(), "documents": len(corpora[role]),
                             "train_seconds": round(time.time() - started, 1), "final_loss": curve[-1]["loss"],
-                            "multi_step_accuracy": multi_step_accuracy(model, tokenizer, params.n_eval, params.template)}
+                            "multi_step_accuracy": multi_step_accuracy(model, tokenizer, params.n_eval, params.template,
+                                                                          max_value=params.max_value)}
             if role == "student":
                 report[role]["one_step_accuracy"] = multi_step_accuracy(model, tokenizer, params.n_eval,
-                                                                        params.template, n_steps=(1, 1))
+                                                                        params.template, n_steps=(1, 1),
+                                                                        max_value=params.max_value)
         root.mkdir(parents=True, exist_ok=True)
         (root / "report.json").write_text(json.dumps(report, indent=2))  # written last: marks the cache complete
     finally:
