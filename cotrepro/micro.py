@@ -19,10 +19,11 @@ another style. The micro world builds all three on CPU, from the `arith` task's 
 - Measured (one thread, AMD EPYC, greedy, 200 held-out arith test problems at the trained
   max_value): at the code defaults (max_value 99, 339 CPU-s for both models) the teacher gets
   16.5% of multi-step problems and the student base 1.5% multi-step, 16% one-step. The micro
-  params (`params/micro/base.yaml`: max_value 30, lr 8e-3, batch 32, more solved one-step
-  problems, 800/1600 steps; 617 CPU-s) give a teacher at 29% multi-step and a student at 5.5%
-  multi-step, 23% one-step. The intended teacher range, 40-75%, was not reached inside a few CPU
-  minutes: its errors are mostly wrong operands copied from the question (LOG.md, 2026-11-21).
+  params (`params/micro/base.yaml`: max_value 30, student lr 5e-3 and teacher lr 8e-3, batch 32,
+  more solved one-step problems, 1200/2400 steps; 852 CPU-s) give a student at 72% one-step and
+  2.5% multi-step, and a teacher at 14.5% multi-step. The intended teacher range, 40-75%, was not
+  reached inside a few CPU minutes: its errors are mostly wrong operands copied from the question
+  (LOG.md, 2026-11-21).
 - Human traces (H) are the task's terse human-annotation style (`arith.render_human`): the
   student never saw that style, so H is far from its distribution (SoT-3), as human solutions
   are for a real pretrained model.

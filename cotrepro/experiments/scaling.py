@@ -510,7 +510,9 @@ def analyse(evals: list[dict], sp: ScalingParams, pass_k: int, seed: int = 0) ->
         return stats.Interval(m["multiplier"], m["low"], m["high"]) if m else stats.Interval(math.nan, math.nan, math.nan)
 
     def mult_verdict(interval: stats.Interval) -> str:
-        return "inconclusive" if math.isnan(interval.low) else stats.verdict(interval, "greater", 1.0)
+        if math.isnan(interval.low) or math.isnan(interval.high):  # the bootstrap left it undefined
+            return "inconclusive"
+        return stats.verdict(interval, "greater", 1.0)
 
     m_rft = mult("rft")
     claims.append(claim(
