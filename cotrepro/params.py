@@ -74,6 +74,20 @@ def _load_yaml(path: Path, seen: tuple[Path, ...]) -> dict:
     return deep_merge(base, data)
 
 
+def step_params_file(params_file: str | Path, name: str, key: str) -> Path:
+    """Another step's params file, named at `key` of `params_file`, resolved against its folder.
+
+    Steps that read an earlier step's results name that step's params file (e.g.
+    `sot.traces_from: 02_sample_teacher_traces.yaml`); a missing one is a one-line ParamsError.
+    """
+    if not name:
+        raise ParamsError(f"{params_file}: {key}: must name the params file of the step it reads")
+    path = Path(name) if Path(name).is_absolute() else Path(params_file).resolve().parent / name
+    if not path.is_file():
+        raise ParamsError(f"{params_file}: {key}: no such params file {path}")
+    return path
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """Override `base` with `override`, recursing into nested mappings (lists are replaced whole)."""
     out = dict(base)

@@ -32,9 +32,10 @@ import pandas as pd
 
 from cotrepro import world
 from cotrepro.config import load_experiment
-from cotrepro.experiments.advantages import critical_positions, resolve_step_file, st6_claim, step_rows, trace_items, value_traces
+from cotrepro.experiments.advantages import critical_positions, st6_claim, step_rows, trace_items, value_traces
 from cotrepro.experiments.scaling import ScalingRun
 from cotrepro.generate import sample
+from cotrepro.params import step_params_file
 from cotrepro.pipeline import step_run_dir
 from cotrepro.plots_setlur import inspect_advantages
 from cotrepro.report import figures_dir
@@ -43,7 +44,7 @@ from cotrepro.store import RunDir
 P = load_experiment(params_file)
 run = RunDir.open(P.experiment, P, root=run_root, seeds=[P.seed])
 ap = P.advantages
-scaling_file = resolve_step_file(params_file, ap.scaling_from)
+scaling_file = step_params_file(params_file, ap.scaling_from, "advantages.scaling_from")
 P06 = load_experiment(scaling_file)
 source = ScalingRun(P06, step_run_dir(scaling_file, run_root), run_root)
 size, seed = ap.size or P06.scaling.compare_size, P06.scaling.seeds[0]

@@ -12,7 +12,7 @@ from cotrepro.config import ExperimentParams
 from cotrepro.experiments import corruption, sot, traces
 from cotrepro.experiments import paraphrase_distance as distance
 from cotrepro.generate import SamplingParams
-from cotrepro.params import from_dict
+from cotrepro.params import ParamsError, from_dict
 from cotrepro.store import JsonlStore
 from cotrepro.tasks import arith, countdown
 from cotrepro.tasks.base import Problem
@@ -124,9 +124,9 @@ def test_step_file_resolves_next_to_the_params_file(tmp_path):
     (tmp_path / "02.yaml").write_text("experiment: x\n")
     params = sot.SotParams(traces_from="02.yaml")
     assert params.step_file("traces_from", tmp_path / "03.yaml") == tmp_path / "02.yaml"
-    with pytest.raises(ValueError, match="sot.results_from must name"):
+    with pytest.raises(ParamsError, match="03.yaml: sot.results_from: must name"):
         params.step_file("results_from", tmp_path / "03.yaml")
-    with pytest.raises(FileNotFoundError, match="no such params file"):
+    with pytest.raises(ParamsError, match="03.yaml: sot.traces_from: no such params file"):
         sot.SotParams(traces_from="missing.yaml").step_file("traces_from", tmp_path / "03.yaml")
 
 

@@ -26,7 +26,6 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -51,12 +50,6 @@ class AdvantageParams:
     probes: int = param(32, "correct traces valued again with one inserted idle step", ge=0)
     low_advantage: float = param(0.1, "a step's advantage is LOW when A_i <= -this (set before the run)", ge=0.0)
     n_boot: int = param(2000, "bootstrap resamples", ge=100)
-
-
-def resolve_step_file(params_file: str | Path, name: str) -> Path:
-    """`name` (another step's params file) resolved against the folder of `params_file`."""
-    path = Path(name)
-    return path if path.is_absolute() else Path(params_file).resolve().parent / path
 
 
 def idle_flags(steps: list[str], final_answer: str | None) -> list[bool | None]:

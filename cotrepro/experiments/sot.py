@@ -22,7 +22,7 @@ import numpy as np
 from cotrepro import stats
 from cotrepro.evaluate import evaluate
 from cotrepro.models import add_lora, load_adapter, merge_adapter
-from cotrepro.params import param, to_dict
+from cotrepro.params import param, step_params_file, to_dict
 from cotrepro.store import JsonlStore
 from cotrepro.train import sft
 
@@ -64,13 +64,7 @@ class SotParams:
     def step_file(self, field: str, params_file: str | Path) -> Path:
         """The params file named by `field` (traces_from / results_from), resolved against the
         folder of `params_file`; a clear error when the field is not set."""
-        name = getattr(self, field)
-        if not name:
-            raise ValueError(f"{params_file}: sot.{field} must name the params file of the step it reads")
-        path = Path(params_file).parent / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{params_file}: sot.{field}: no such params file {path}")
-        return path
+        return step_params_file(params_file, getattr(self, field), f"sot.{field}")
 
 
 def use_threads(threads: int | None) -> None:
