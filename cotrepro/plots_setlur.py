@@ -35,9 +35,6 @@ def _score_rows(evals: list[dict]) -> pd.DataFrame:
 @writer("scale_synthetic_data")
 def scale_synthetic_data(run: RunDir, out: Path) -> list[Path]:
     """Error vs n (log-log, fits), the DPO variants at the comparison size, pass@1 vs pass@k."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     name = experiment_name(run)
@@ -89,9 +86,6 @@ def scale_synthetic_data(run: RunDir, out: Path) -> list[Path]:
 @writer("inspect_advantages")
 def inspect_advantages(run: RunDir, out: Path) -> list[Path]:
     """Histogram of step advantages by trace kind, critical-step positions, the ST-6 rates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     name = experiment_name(run)
@@ -128,9 +122,6 @@ def inspect_advantages(run: RunDir, out: Path) -> list[Path]:
 @writer("stargraph_shortcut")
 def stargraph_shortcut(run: RunDir, out: Path) -> list[Path]:
     """Accuracy, first-step and later-step accuracy of SFT and per-step DPO, against 1/degree."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     name = experiment_name(run)

@@ -104,3 +104,10 @@ def test_bad_names_raise_naming_the_choices():
         get_template("math", "no_such_template")
     with pytest.raises(ValueError, match="has no 'stargraph' prompt; it has math"):
         get_template("stargraph", "sot_zero_shot")
+
+
+def test_math500_is_prompted_with_the_math_entry():
+    from cotrepro.tasks.prompts import get_template
+
+    for name in ("default", "sot_zero_shot"):
+        assert get_template("math500", name) == get_template("math", name)

@@ -46,7 +46,6 @@ from cotrepro.stepvalues import Rollout, StepValues, step_values
 from cotrepro.tasks.prompts import get_template
 
 METHODS = ("sft", "rft", "dpo_step", "dpo_random", "dpo_edit")
-_PROMPT_TASK = {"math500": "math"}  # tasks prompted with another task's template
 
 
 @dataclass(frozen=True)
@@ -102,11 +101,6 @@ def epochs_for(epochs: float, n_examples: int, min_steps: int, batch: int) -> fl
     """`epochs`, raised so that a run over `n_examples` takes at least `min_steps` optimizer steps
     of `batch` examples (the smallest ladder sizes would otherwise get a handful of steps)."""
     return max(epochs, min_steps * batch / n_examples)
-
-
-def stop_strings(task, template: str) -> tuple[str, ...]:
-    """The stop strings of the task's prompt template."""
-    return tuple(get_template(_PROMPT_TASK.get(task.name, task.name), template).stop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +187,7 @@ class ScalingRun:
         self.P, self.sp, self.run, self.run_root = P, P.scaling, run, Path(run_root)
         self.task = get_task(P.task.name)
         self.template = P.task.template
-        self.stop = stop_strings(self.task, self.template)
+        self.stop = get_template(self.task.name, self.template).stop
         self.tests = world.test_problems(P)
         self.evals = run.jsonl("evals")
         self._train_set: list[dict] | None = None

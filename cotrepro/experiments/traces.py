@@ -35,12 +35,6 @@ from cotrepro.tasks.base import Problem
 from cotrepro.tasks.prompts import get_template
 
 SETS = ("H", "G", "W")
-_PROMPT_TASK = {"math500": "math"}  # tasks prompted with another task's template
-
-
-def template_stop(task, template: str) -> tuple[str, ...]:
-    """The stop strings of the task's prompt template."""
-    return tuple(get_template(_PROMPT_TASK.get(task.name, task.name), template).stop)
 
 
 def reference_solution(task, problem: Problem) -> str | None:
@@ -73,7 +67,7 @@ def grade(task, problem: Problem, index: int, completion: str) -> dict:
 def sample_traces(model, tokenizer, task, problems: Sequence[Problem], *, template: str,
                   sampling: SamplingParams, store=None, model_id: str = "") -> list[dict]:
     """`sampling.k` teacher traces per problem (resumable through `store`), each graded."""
-    sampling = replace(sampling, stop=tuple(dict.fromkeys(sampling.stop + template_stop(task, template))))
+    sampling = replace(sampling, stop=tuple(dict.fromkeys(sampling.stop + get_template(task.name, template).stop)))
     prompts = [task.prompt(p, template) for p in problems]
     outputs = sample(model, tokenizer, prompts, sampling, store=store, model_id=model_id, progress=False)
     return [grade(task, p, i, c) for p, completions in zip(problems, outputs) for i, c in enumerate(completions)]
