@@ -1,3 +1,12 @@
-"""cotrepro: reproduce what language models learn from synthetic chain-of-thought traces."""
+"""cotrepro: reproduce what language models learn from synthetic chain-of-thought traces.
 
-__version__ = "0.1.0"
+Layout: `steps.py` is the table of the pipeline's steps; `experiments/<step>.py` holds each step's
+params schema and logic, built on the engine modules (`generate`, `train`, `dpo`, `evaluate`,
+`stepvalues`, `grade`, ...); `plots.py` and `findings.py` turn stored results into figures.
+
+Engine modules import torch and transformers inside their functions, not at the top: every
+step's params schema lives beside its code, and `cotrepro validate` loads them all without
+paying seconds for torch (`tests/test_imports.py` holds this).
+"""
+
+__version__ = "0.2.0"

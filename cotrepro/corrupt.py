@@ -185,7 +185,9 @@ def _apply(units: _Units, step: int, op: str, rng: random.Random) -> dict[str, s
         units.texts[step] = None
         return {"before": before, "after": ""}
     if op == "duplicate":
-        sep = units.seps[step] or next((units.seps[i] for i in reversed(units.live()) if units.seps[i]), "\n")
+        # the whitespace that ends the step (its separator may also hold the answer line after it)
+        sep = re.match(r"\s*", units.seps[step]).group(0) or next(
+            (units.seps[i] for i in reversed(units.live()) if units.seps[i].isspace()), "\n")
         units.texts[step] = before + sep + before
     elif op == "swap":
         partner = _swap_partner(units, step)

@@ -1,10 +1,11 @@
-"""DPO, standard and per-step, with the adapter-disabled model as reference.
+"""DPO, standard and per-step, from a reference model (for per-step DPO, the SFT model: Setlur et
+al. 2024).
 
-The policy is a PeftModel: the reference model (for per-step DPO, the SFT model, Setlur et al.
-2024) with a fresh LoRA adapter on top. TRL's DPOTrainer, given `ref_model=None` and a PeftModel,
-computes reference log-probs with the adapter disabled, so no second copy of the model is held.
-To use an SFT model trained with LoRA as reference, merge its adapter first
-(`cotrepro.models.merge_adapter`) and add a new one.
+The policy starts as the reference. With LoRA it is the reference with a fresh adapter on top:
+TRL's DPOTrainer, given `ref_model=None` and a PeftModel, computes reference log-probs with the
+adapter disabled, so no second copy of the model is held. With full fine-tuning TRL keeps a frozen
+copy as the reference. `dpo_finetune` is the unit the experiments use: it saves a plain merged
+checkpoint, as `train.finetune` does.
 
 Pairs are `{"prompt", "chosen", "rejected", "rejected_is_prefix"}`. Per-step DPO's rejected side
 is the prefix of an incorrect trace ending at its critical step: the trace goes on after it, so
@@ -16,21 +17,13 @@ Everything else (collation, loss, reference pass, checkpoints) is TRL's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import shutil
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
-from cotrepro.params import param
-from cotrepro.train import TrainParams, TrainResult, check_examples, run_trainer, trainer_kwargs
-
-
-@dataclass(frozen=True)
-class DPOParams:
-    """Settings specific to DPO (optimisation settings are in TrainParams)."""
-
-    beta: float = param(0.1, "strength of the KL tie to the reference (Setlur et al.: not reported)", gt=0)
-    loss_type: Literal["sigmoid", "ipo", "hinge"] = param("sigmoid", "sigmoid = the DPO loss of Rafailov et al.")
+from cotrepro.sections import DPOParams, DPOSection, TrainParams
+from cotrepro.train import TrainResult, check_examples, prepare, run_trainer, save_trained, trainer_kwargs
 
 
 def tokenize_pair(tokenizer, pair: dict) -> dict:
@@ -80,23 +73,23 @@ def __getattr__(name: str):
 
 
 def dpo_trainer(model, tokenizer, pairs: list[dict], params: TrainParams, out_dir: str | Path,
-                dpo_params: DPOParams = DPOParams()):
-    """The configured trainer behind `dpo` (exposed so tests can inspect batches and log-probs)."""
+                dpo_params: DPOParams = DPOParams(), seed: int = 0):
+    """The configured trainer behind `dpo` (exposed so tests can inspect batches and log-probs).
+
+    A PeftModel trains its adapter against itself with the adapter off; any other model trains
+    every weight against a frozen copy of itself, which TRL makes when `ref_model` is None.
+    """
     from datasets import Dataset
-    from peft import PeftModel
     from trl import DPOConfig
 
-    if not isinstance(model, PeftModel):
-        raise ValueError("dpo: pass a PeftModel (reference + LoRA adapter); the adapter-disabled model "
-                         "is the reference (see cotrepro.models.add_lora)")
     check_examples(pairs, ("prompt", "chosen", "rejected"), "dpo")
     for i, pair in enumerate(pairs):
         if not isinstance(pair.get("rejected_is_prefix"), bool):
             raise ValueError(f"dpo: pair {i} lacks the boolean field rejected_is_prefix")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = DPOConfig(**trainer_kwargs(params, out_dir), beta=dpo_params.beta,
-                       loss_type=[dpo_params.loss_type])
+    config = DPOConfig(**trainer_kwargs(params, out_dir, seed), beta=dpo_params.beta,
+                       loss_type=[dpo_params.loss_type], dataset_num_proc=None)
     keys = ("prompt", "chosen", "rejected", "rejected_is_prefix")
     dataset = Dataset.from_list([{k: p[k] for k in keys} for p in pairs])
     return prefix_aware_trainer_class()(model=model, ref_model=None, args=config, train_dataset=dataset,
@@ -104,7 +97,37 @@ def dpo_trainer(model, tokenizer, pairs: list[dict], params: TrainParams, out_di
 
 
 def dpo(model, tokenizer, pairs: list[dict], params: TrainParams, out_dir: str | Path,
-        dpo_params: DPOParams = DPOParams()) -> TrainResult:
-    """Train the LoRA adapter of `model` with DPO on `pairs`; the adapter-disabled model is the reference."""
-    trainer = dpo_trainer(model, tokenizer, pairs, params, out_dir, dpo_params)
+        dpo_params: DPOParams = DPOParams(), seed: int = 0) -> TrainResult:
+    """Train `model` with DPO on `pairs` (see `dpo_trainer` for the reference)."""
+    trainer = dpo_trainer(model, tokenizer, pairs, params, out_dir, dpo_params, seed)
     return run_trainer(trainer, Path(out_dir))
+
+
+def dpo_finetune(reference: str, pairs: list[dict], section: DPOSection, seed: int, out_dir: Path) -> Path:
+    """DPO from the model at `reference` (also the reference of the loss); the plain trained
+    checkpoint at `out_dir/model`. Resumable as `train.finetune` is."""
+    from cotrepro.models import load_model
+
+    out = Path(out_dir) / "model"
+    if (out / "config.json").is_file():
+        return out
+    model, tokenizer = load_model(reference)
+    model = prepare(model, section.method, section.lora, seed)
+    result = dpo(model, tokenizer, pairs, section.train, Path(out_dir) / "train", section.dpo, seed)
+    save_trained(result.model, tokenizer, section.method, out)
+    shutil.copy(Path(out_dir) / "train" / "loss.json", Path(out_dir) / "loss.json")
+    shutil.rmtree(Path(out_dir) / "train")
+    return out
+
+
+def dpo_job(spec: dict, out_dir: Path) -> None:
+    """A `cotrepro.jobs` job: spec = {"reference": model ref, "pairs": [...], "dpo": section dict, "seed"}."""
+    from cotrepro import specs
+    from cotrepro.params import from_dict
+    from cotrepro.quiet import quiet_libraries
+
+    quiet_libraries()
+    root = Path(out_dir).parents[2]
+    section = from_dict(DPOSection, spec["dpo"])
+    dpo_finetune(specs.model_path(spec["reference"], root), spec["pairs"], section, spec["seed"], Path(out_dir))
+    (Path(out_dir) / "data.json").write_text(json.dumps({"n_pairs": len(spec["pairs"])}))

@@ -14,20 +14,31 @@ Problems whose gold answer is ungradable are left out of every denominator and c
 `n_ungradable`. With k > 1 samples per problem the summary adds the unbiased pass@j (Chen et al.
 2021) for j = 1, 2, 4, ... up to k, and maj@k (majority vote over the extracted answers).
 
-`mean_nll(model, tokenizer, examples)` is the distribution distance of the paraphrase experiment
-(SoT-3): the mean per-token negative log-likelihood of each completion given its prompt.
+`outcomes(result)` is the one record of an evaluation that the experiments store: per problem
+its id, completions, extracted answers and correctness (columns, so a record of 1,000 problems
+stays small); `scores(outcomes)` turns it into per-problem greedy correctness or unbiased pass@k,
+the unit every interval resamples. `evaluate_job` is the same evaluation as a `cotrepro.jobs` job.
+
+Completions are graded through `cotrepro.grade`, which enforces a hard per-item time limit where a
+task's verifier could hang (math-verify, generated code).
+
+`completion_nlls(model, tokenizer, examples)` is the distribution distance of SoT-3: the
+negative log-likelihood of each completion given its prompt, on the tokens SFT trains on.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
-from cotrepro.generate import SamplingParams, sample
+from cotrepro.generate import sample
+from cotrepro.sections import SamplingParams
 from cotrepro.tasks.base import Problem, Task
 from cotrepro.tasks.prompts import get_template
 
@@ -101,13 +112,17 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, templ
         raise ValueError(f"evaluate: the generator must return {k} completions "
                          f"for each of {len(prompts)} prompts")
 
+    from cotrepro.grade import grade_problems
+
+    graded = grade_problems(task, [p for p in problems for _ in range(k)], [c for o in outputs for c in o],
+                            workers=1, progress=False)
     records = []
-    for problem, completions in zip(problems, outputs):
-        verdicts = [task.verify(problem, c) for c in completions]
+    for i, (problem, completions) in enumerate(zip(problems, outputs)):
+        verdicts = graded[i * k:(i + 1) * k]
         records.append({
             "id": problem.id, "completions": completions,
-            "extracted": [v.extracted for v in verdicts], "correct": [v.correct for v in verdicts],
-            "ungradable": any(v.ungradable for v in verdicts),
+            "extracted": [v["extracted"] for v in verdicts], "correct": [bool(v["correct"]) for v in verdicts],
+            "ungradable": any(v["ungradable"] for v in verdicts),
         })
     summary = summarize(records, k)
     summary.update(template=template, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
@@ -135,6 +150,52 @@ def summarize(records: Sequence[dict[str, Any]], k: int) -> dict[str, Any]:
     return summary
 
 
+def outcomes(result: EvalResult) -> dict[str, Any]:
+    """The stored record of an evaluation: one list per field, one entry per problem."""
+    r = result.records
+    return {"ids": [x["id"] for x in r], "k": len(r[0]["correct"]) if r else 0,
+            "correct": [x["correct"] for x in r], "extracted": [x["extracted"] for x in r],
+            "completions": [x["completions"] for x in r], "ungradable": [x["ungradable"] for x in r],
+            "summary": result.summary}
+
+
+def scores(record: dict[str, Any], k: int | None = None) -> np.ndarray:
+    """Per-problem scores of an outcomes record, ungradable problems left out: correctness of the
+    first completion (k None), or the unbiased pass@k from all its completions."""
+    keep = [i for i, bad in enumerate(record["ungradable"]) if not bad]
+    if k is None:
+        return np.array([float(record["correct"][i][0]) for i in keep])
+    return np.array([pass_at_k(len(record["correct"][i]), sum(record["correct"][i]), k) for i in keep])
+
+
+def unparsed_rate(record: dict[str, Any]) -> float:
+    """Share of first completions with no extractable answer (gradable problems only)."""
+    keep = [i for i, bad in enumerate(record["ungradable"]) if not bad]
+    return sum(record["extracted"][i][0] is None for i in keep) / max(1, len(keep))
+
+
+def evaluate_job(spec: dict, out_dir: Path) -> None:
+    """A `cotrepro.jobs` job: spec = {"model": model ref, "task": TaskSection dict, "data": DataSection
+    dict or None, "split", "n", "problem_seed", "max_new_tokens", "batch_size", "samples",
+    "temperature", "seed"}; writes `outcomes.json`. Generation resumes from `generations.jsonl`."""
+    from cotrepro import specs
+    from cotrepro.params import from_dict
+    from cotrepro.quiet import quiet_libraries
+    from cotrepro.sections import DataSection, TaskSection
+
+    quiet_libraries()
+    root = Path(out_dir).parents[2]
+    task_section = from_dict(TaskSection, spec["task"])
+    data = from_dict(DataSection, spec["data"]) if spec.get("data") else None
+    problems = specs.problems(task_section, data, spec["split"], spec["n"], spec["problem_seed"])
+    model, tokenizer = specs.load(spec["model"], root)
+    result = evaluate(model, tokenizer, specs.get_task(task_section), problems, template=task_section.template,
+                      max_new_tokens=spec["max_new_tokens"], k=spec["samples"], temperature=spec["temperature"],
+                      seed=spec["seed"], batch_size=spec["batch_size"], store=Path(out_dir) / "generations.jsonl",
+                      model_id="evaluated")
+    (Path(out_dir) / "outcomes.json").write_text(json.dumps(outcomes(result)))
+
+
 def completion_nlls(model, tokenizer, examples: Sequence[dict[str, str]], batch_size: int = 8
                     ) -> list[tuple[float, int]]:
     """(summed NLL in nats, number of completion tokens) for each {"prompt", "completion"}.
@@ -144,6 +205,8 @@ def completion_nlls(model, tokenizer, examples: Sequence[dict[str, str]], batch_
     is measured on exactly the tokens SFT trains on. No EOS is appended (the distance is about the
     text). Sequences are right-padded, so positions need no correction.
     """
+    import torch
+
     rows = []
     for i, ex in enumerate(examples):
         if not isinstance(ex, dict) or not {"prompt", "completion"} <= set(ex):

@@ -1,117 +1,138 @@
-"""The findings report: one row per claim, with the measured effect, its interval and a verdict.
+"""The findings report: one row per claim, with its effect, interval, verdict and context.
 
-Every step that measures a claim writes `claims.json` in its run directory: a list of
-{"claim", "effect", "ci": [lo, hi], "unit", "what", "verdict", "n"}. This module gathers them,
-adds a row for every claim of `claims.yaml` that no stored step measured ("not run"), and writes
-`FINDINGS.md` and `findings.csv`. A claim that did not reproduce is reported as plainly as one
-that did; the verdict rule is `cotrepro.stats.verdict` (the 95% interval must exclude no effect
-in the claimed direction).
+Every step that measures a claim writes `claims.json` in its run folder (`cotrepro.claims`
+builds the rows). This module gathers them and writes `FINDINGS.md` and `findings.csv`. Each row
+names the step and links its notebook, and carries what a reader needs to judge it: the untuned
+base and the chance level, the seeds and test problems, and the kind of interval. A claim no
+stored step measured keeps the row already in `findings.csv` (a rerun of one step never wipes the
+others' results); a claim never measured at all says "not run". A claim that did not hold is
+reported as plainly as one that did.
 """
 
 from __future__ import annotations
 
 import json
-from importlib import resources
+import math
 from pathlib import Path
 
-import pandas as pd
-import yaml
+from cotrepro.claims import VERDICTS, claim_list
 
-from cotrepro.store import RunDir
-
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run")
+COLUMNS = ("claim", "paper", "verdict", "effect", "ci_low", "ci_high", "half_width", "ci_kind", "unit", "seeds",
+           "n_test", "base", "chance", "step", "notebook", "scale", "what", "note")
 
 
-def claim_list() -> list[dict]:
-    """The claims of both papers, in order (the package's copy of shared/CLAIMS.md)."""
-    text = resources.files("cotrepro").joinpath("claims.yaml").read_text()
-    return yaml.safe_load(text)["claims"]
-
-
-def collect(stored: dict[str, RunDir]) -> list[dict]:
-    """Every measured claim of every stored step, tagged with the step that measured it."""
-    measured = []
-    for step, run in stored.items():
+def collect(stored) -> list[dict]:
+    """Every measured claim of every stored step, with the step that measured it."""
+    rows = []
+    for run in stored:
         path = run.path / "claims.json"
-        if not path.exists():
+        if not path.is_file():
             continue
         for row in json.loads(path.read_text()):
-            _check_row(row, path)
-            measured.append({**row, "step": step})
-    return measured
+            missing = {"claim", "effect", "ci", "verdict", "what"} - set(row)
+            if missing:
+                raise ValueError(f"{path}: claim row lacks {', '.join(sorted(missing))}")
+            if row["verdict"] not in VERDICTS:
+                raise ValueError(f"{path}: {row['claim']}: unknown verdict {row['verdict']!r}")
+            rows.append({**row, "step": run.label, "notebook": f"notebooks/{run.step.stem}.ipynb"})
+    return rows
 
 
-def _check_row(row: dict, path: Path) -> None:
-    missing = {"claim", "effect", "ci", "verdict", "what"} - set(row)
-    if missing:
-        raise ValueError(f"{path}: claim row lacks {', '.join(sorted(missing))}: {row}")
-    if row["verdict"] not in VERDICTS:
-        raise ValueError(f"{path}: {row['claim']}: unknown verdict {row['verdict']!r}")
+def _previous(out: Path) -> dict[str, dict]:
+    """The committed rows of findings.csv, by claim (kept for claims nothing stored measures)."""
+    import pandas as pd
+
+    path = out / "findings.csv"
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "claim" not in table.columns:
+        return {}
+    return {r["claim"]: dict(r) for r in table.to_dict("records") if r.get("verdict") != "not run"}
 
 
-def findings_table(measured: list[dict], scale: str) -> pd.DataFrame:
-    """One row per claim and measurement (claims nobody measured get a 'not run' row)."""
+def findings_rows(measured: list[dict], scale: str, previous: dict[str, dict]) -> list[dict]:
+    known = {c["id"] for c in claim_list()}
+    unknown = sorted({m["claim"] for m in measured} - known)
+    if unknown:
+        raise ValueError(f"claims.json rows name unknown claims: {', '.join(unknown)}")
     rows = []
     for claim in claim_list():
         mine = [m for m in measured if m["claim"] == claim["id"]]
         if not mine:
-            rows.append({"claim": claim["id"], "paper": claim["paper"], "statement": claim["text"],
-                         "effect": None, "ci_low": None, "ci_high": None, "unit": "", "what": "",
-                         "verdict": "not run", "scale": scale, "step": "", "note": ""})
+            rows.append(previous.get(claim["id"]) or {"claim": claim["id"], "paper": claim["paper"], "verdict": "not run",
+                                                      "scale": scale})
+            continue
         for m in mine:
-            lo, hi = m["ci"] if m["ci"] is not None else (None, None)
-            rows.append({"claim": claim["id"], "paper": claim["paper"], "statement": claim["text"],
-                         "effect": m["effect"], "ci_low": lo, "ci_high": hi, "unit": m.get("unit", ""),
-                         "what": m["what"], "verdict": m["verdict"], "scale": scale, "step": m["step"],
+            low, high = m["ci"] if m["ci"] else (None, None)
+            rows.append({"claim": claim["id"], "paper": claim["paper"], "verdict": m["verdict"], "effect": m["effect"],
+                         "ci_low": low, "ci_high": high, "half_width": m.get("half_width"),
+                         "ci_kind": m.get("ci_kind", ""), "unit": m.get("unit", ""), "seeds": m.get("seeds"),
+                         "n_test": m.get("n_test"), "base": m.get("base"), "chance": m.get("chance"),
+                         "step": m["step"], "notebook": m["notebook"], "scale": scale, "what": m["what"],
                          "note": m.get("note", "")})
-    unknown = sorted({m["claim"] for m in measured} - {c["id"] for c in claim_list()})
-    if unknown:
-        raise ValueError(f"claims.json rows name unknown claims: {', '.join(unknown)}")
-    return pd.DataFrame(rows)
+    return [{c: row.get(c, "") for c in COLUMNS} for row in rows]
 
 
 def _fmt(x) -> str:
-    if x is None or (isinstance(x, float) and pd.isna(x)):
+    if x is None or x == "":
         return "–"
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(v):
+        return "–"
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    return f"{v:.3g}"
 
 
-def render_markdown(table: pd.DataFrame, scale: str) -> str:
-    counts = table.drop_duplicates("claim", keep="first")["verdict"].value_counts()
+def render_markdown(rows: list[dict], scale: str) -> str:
+    first = {}
+    for r in rows:
+        first.setdefault(r["claim"], r["verdict"])
+    counts = {v: sum(1 for x in first.values() if x == v) for v in VERDICTS}
     lines = [
-        "# Findings",
-        "",
+        "# Findings", "",
         f"Scale: **{scale}**. Regenerated by `cotrepro figures --scale {scale}` from stored results "
-        f"(`cotrepro reproduce --scale {scale}` reruns the experiments). Each row is one measurement "
-        "of a claim of `shared/CLAIMS.md`: the effect, its 95% interval, and the verdict of "
-        "`cotrepro.stats.verdict` (reproduced only when the interval excludes no effect in the claimed "
-        "direction; not reproduced when it excludes it in the other direction; otherwise inconclusive).",
-        "",
-        "Verdicts (first measurement of each claim): " + ", ".join(
-            f"{v}: {int(counts.get(v, 0))}" for v in VERDICTS if counts.get(v, 0)) + ".",
-        "",
-        "| claim | verdict | effect | 95% interval | unit | what was measured |",
-        "|---|---|---|---|---|---|",
+        f"(`cotrepro reproduce --scale {scale}` reruns the experiments). Each row is one measurement of a claim of "
+        "`shared/CLAIMS.md` by the test fixed for it in `cotrepro/claims.yaml`: the effect, its 95% interval (the "
+        "kind is in the row), and the verdict. *base* is the untuned student and *chance* the chance level, in the "
+        "unit of the claim where it has one (for accuracy, the best constant answer); *not askable* means the "
+        "comparison rests on a baseline that did not work, so no verdict is given.", "",
+        "Verdicts: " + ", ".join(f"{v}: {n}" for v, n in counts.items() if n) + ".", "",
+        "| claim | verdict | effect | 95% interval | half-width | unit | seeds | test n | base | chance | step | interval |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in table.itertuples():
-        interval = "–" if r.ci_low is None or pd.isna(r.ci_low) else f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
-        lines.append(f"| {r.claim} | {r.verdict} | {_fmt(r.effect)} | {interval} | {r.unit} | {r.what} |")
-    notes = table[table["note"].astype(bool)].drop_duplicates(["claim", "note"])
-    if len(notes):
-        lines += ["", "## Context the effect alone does not show", ""]
-        lines += [f"- **{r.claim}** ({r.step}): {r.note}" for r in notes.itertuples()]
+    for r in rows:
+        interval = "–" if _fmt(r.get("ci_low")) == "–" else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        step = f"[{r['step']}]({Path('..') / r['notebook']})" if r.get("notebook") else "–"
+        lines.append(f"| {r['claim']} | {r['verdict']} | {_fmt(r.get('effect'))} | {interval} | "
+                     f"{_fmt(r.get('half_width'))} | {r.get('unit') or '–'} | {_fmt(r.get('seeds'))} | "
+                     f"{_fmt(r.get('n_test'))} | {_fmt(r.get('base'))} | {_fmt(r.get('chance'))} | {step} | "
+                     f"{r.get('ci_kind') or '–'} |")
+    lines += ["", "## What each row measured", ""]
+    lines += [f"- **{r['claim']}** ({r['verdict']}): {r['what']}" + (f" *{r['note']}*" if r.get("note") else "")
+              for r in rows if r.get("what")]
     lines += ["", "## The claims", ""]
     lines += [f"- **{c['id']}** ({c['paper']}): {c['text']}" for c in claim_list()]
     if scale in ("micro", "smoke"):
-        lines += ["", "At micro scale the models are small transformers trained from scratch on CPU on "
-                  "generated arithmetic word problems (see the README's *micro world*); a verdict here says "
-                  "whether the mechanism shows in that world, not whether it holds for 1.5B-9B checkpoints."]
+        lines += ["", "At micro scale the models are small transformers trained from scratch on CPU on generated "
+                  "arithmetic word problems and star graphs (`figures/micro_world.md`); a verdict here says whether the "
+                  "mechanism shows in that world, not whether it holds for 1.5B-9B checkpoints."]
+    if scale == "smoke":
+        lines += ["", "**Smoke scale: tiny data and one or two seeds, to test the code path. These numbers mean "
+                  "nothing.**"]
     return "\n".join(lines) + "\n"
 
 
-def write_findings(stored: dict[str, RunDir], out_dir: Path, scale: str) -> list[Path]:
-    table = findings_table(collect(stored), scale)
-    md, csv = out_dir / "FINDINGS.md", out_dir / "findings.csv"
-    md.write_text(render_markdown(table, scale))
-    table.to_csv(csv, index=False)
+def write_findings(stored, out: Path, scale: str) -> list[Path]:
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = findings_rows(collect(stored), scale, _previous(out))
+    md, csv = out / "FINDINGS.md", out / "findings.csv"
+    md.write_text(render_markdown(rows, scale))
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(csv, index=False)
     return [md, csv]

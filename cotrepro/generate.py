@@ -15,42 +15,22 @@ model to write. Three properties matter to the experiments:
 - Efficient enough on CPU and GPU: prompts are sorted by token length and cut into batches of
   `batch_size` sequences, so little compute goes to left padding.
 
-Backends: `HFBackend` (transformers `generate`) always works; `VLLMBackend` is used with
-`backend="vllm"`, or with `"auto"` when vllm is importable and a GPU is present.
+Backends: "hf" (`DecodeBackend`, the package's decode loop over a transformers model's forward
+pass and KV cache: finished rows leave the batch, a context shared by several samples is run
+once) always works; "generate" (`GenerateBackend`, transformers `generate`) is the baseline the
+benchmark measures it against; "vllm" (`VLLMBackend`), or "auto" when vllm is importable and a GPU
+is present. `sample_range` draws samples j..j+n of each context: the Monte Carlo rollouts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
-from cotrepro.params import param
+from cotrepro.sections import SamplingParams
 from cotrepro.store import JsonlStore, cache_key
 
 _M32 = 0xFFFFFFFF
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample: k completions per prompt."""
-
-    k: int = param(1, "completions per prompt", ge=1)
-    temperature: float = param(0.0, "softmax temperature; 0 = greedy", ge=0.0)
-    top_p: float = param(1.0, "nucleus sampling: keep the smallest token set with this much probability", gt=0.0, le=1.0)
-    max_new_tokens: int = param(256, "most tokens generated per completion", ge=1)
-    stop: tuple[str, ...] = param((), "stop strings: generation ends at the first and the text is cut before it")
-    seed: int = param(0, "sampling seed (each prompt derives its own from this and its text)", ge=0)
-    batch_size: int = param(32, "sequences per generate call (prompts x k); does not change the outputs", ge=1)
-
-    def identity(self) -> dict:
-        """The fields that can change what is generated (batch size cannot): the cache key's part."""
-        fields = asdict(self)
-        fields.pop("batch_size")
-        fields["stop"] = list(self.stop)
-        return fields
 
 
 def prompt_seed(seed: int, prompt: str) -> int:
@@ -78,6 +58,8 @@ def _fmix32(x: torch.Tensor) -> torch.Tensor:
 
 def gumbel_noise(row_seeds: torch.Tensor, step: int, vocab_size: int) -> torch.Tensor:
     """Standard Gumbel noise of shape (rows, vocab), a pure function of (row seed, step, token id)."""
+    import torch
+
     device = row_seeds.device
     base = _fmix32((row_seeds + step * 0x9E3779B1) & _M32)[:, None]
     tokens = torch.arange(vocab_size, device=device, dtype=torch.int64)[None, :]
@@ -93,6 +75,8 @@ class SeededSampler:
     """
 
     def __init__(self, row_seeds: list[int], temperature: float, top_p: float, prompt_length: int):
+        import torch
+
         self.row_seeds = torch.tensor(row_seeds, dtype=torch.int64)
         self.temperature = temperature
         self.top_p = top_p
@@ -105,7 +89,7 @@ class SeededSampler:
         step = input_ids.shape[1] - self.prompt_length
         noise = gumbel_noise(self.row_seeds.to(scores.device), step, scores.shape[1])
         chosen = (logits.double() + noise).argmax(dim=1, keepdim=True)
-        out = torch.full_like(scores, float("-inf"))
+        out = scores.new_full(scores.shape, float("-inf"))
         return out.scatter_(1, chosen, 0.0)
 
 
@@ -131,13 +115,136 @@ class StopOnStrings:
     def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
         start = max(self.prompt_length, input_ids.shape[1] - self.tail)
         tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        import torch
+
         return torch.tensor([any(s in t for s in self.stop) for t in tails], device=input_ids.device)
 
 
-class HFBackend:
-    """Generation with transformers `generate`, left padding, per-row seeds and stop strings."""
+def row_seeds(seed: int, prompt: str, first: int, count: int) -> list[int]:
+    """The seeds of completions first..first+count-1 of `prompt`: completion j always gets the same
+    seed, whatever batch or range it is drawn in."""
+    base = prompt_seed(seed, prompt)
+    return [(base + j * 0x632BE5AB) & _M32 for j in range(first, first + count)]
+
+
+class DecodeBackend:
+    """The package's decoder over a transformers model: its forward pass and KV cache, with
+    left-padded batches, per-row seeds and stop strings (the default "hf" backend).
+
+    Against `model.generate` (kept as `GenerateBackend`, the benchmark's baseline) it saves the
+    work `generate` spends on rows that are already finished (they leave the batch, cache and all,
+    as they end) and on its per-step hooks; and when several samples continue one context (k
+    samples of a prompt, rollouts of a prefix) the context is run through the model once and its
+    cache repeated. Greedy outputs equal `generate`'s (tests/test_generate.py).
+    """
 
     name = "hf"
+
+    def __init__(self, model, tokenizer):
+        self.model = model
+        self.tokenizer = tokenizer
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.eos = _eos_ids(model, tokenizer)
+        self._pieces: list[str] | None = None
+
+    def token_lengths(self, prompts: list[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
+
+    def generate(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
+        """k completions (text, stop strings cut) for each of `prompts`, as one batch."""
+        greedy = sampling.temperature == 0.0
+        copies = 1 if greedy else sampling.k  # greedy copies would be identical: decode once
+        seeds = [row_seeds(sampling.seed, p, 0, copies) for p in prompts]
+        outs = self.decode(prompts, seeds, sampling)
+        return [[text for text, _ in o] * (sampling.k if greedy else 1) for o in outs]
+
+    def decode(self, contexts: list[str], seeds: list[list[int]], sampling: SamplingParams
+               ) -> list[list[tuple[str, int]]]:
+        """For each context, one (text, tokens generated) per seed in `seeds[i]`."""
+        import torch
+
+        with torch.inference_mode():
+            return self._decode(contexts, seeds, sampling)
+
+    def _piece_table(self) -> list[str]:
+        if self._pieces is None:  # each token's text, for the stop-string check on a row's tail
+            self._pieces = [self.tokenizer.decode([i]) for i in range(len(self.tokenizer))]
+        return self._pieces
+
+    def _decode(self, contexts, seeds, sampling):
+        import torch
+        from transformers import DynamicCache
+
+        model, device = self.model, self.model.device
+        batch = self.tokenizer(contexts, return_tensors="pt", padding=True).to(device)
+        mask = batch["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        logits = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
+                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        owner = torch.tensor([c for c, row in enumerate(seeds) for _ in row], device=device)
+        if len(owner) != len(contexts) or bool((owner != torch.arange(len(contexts), device=device)).any()):
+            cache.reorder_cache(owner)  # one copy of the context's cache per sample
+            logits, mask, positions = logits[owner], mask[owner], positions[owner]
+        flat_seeds = torch.tensor([s for row in seeds for s in row], dtype=torch.int64, device=device)
+        n_rows = len(flat_seeds)
+        active = torch.arange(n_rows, device=device)  # which original rows are still in the batch
+        generated: list[list[int]] = [[] for _ in range(n_rows)]
+        tails = [""] * n_rows
+        stops = [x for x in sampling.stop if x]
+        pieces = self._piece_table() if stops else None
+        eos = torch.tensor(self.eos, device=device)
+        next_position = positions[:, -1] + 1
+        for step in range(sampling.max_new_tokens):
+            tokens = self._choose(logits, flat_seeds[active], step, sampling)
+            finished = torch.isin(tokens, eos)
+            for r, t in zip(active.tolist(), tokens.tolist()):
+                generated[r].append(t)
+            if stops:
+                for k, (r, t) in enumerate(zip(active.tolist(), tokens.tolist())):
+                    tails[r] = (tails[r] + pieces[t])[-64:]
+                    if any(x in tails[r] for x in stops):
+                        finished[k] = True
+            keep = (~finished).nonzero().squeeze(-1)
+            if keep.numel() == 0 or step == sampling.max_new_tokens - 1:
+                break
+            if keep.numel() < active.numel():
+                cache.reorder_cache(keep)
+                active, tokens, mask, next_position = active[keep], tokens[keep], mask[keep], next_position[keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                           cache=cache, use_cache=True).logits[:, -1, :]
+            next_position = next_position + 1
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        results, r = [], 0
+        for row in seeds:
+            results.append([(truncate_at_stop(texts[r + j], sampling.stop), len(generated[r + j]))
+                            for j in range(len(row))])
+            r += len(row)
+        return results
+
+    def _choose(self, logits, seeds, step: int, sampling: SamplingParams):
+        if sampling.temperature == 0.0:
+            return logits.argmax(dim=-1)
+        scaled = logits.float() / sampling.temperature
+        if sampling.top_p < 1.0:
+            scaled = _top_p_filter(scaled, sampling.top_p)
+        return (scaled.double() + gumbel_noise(seeds, step, scaled.shape[1])).argmax(dim=-1)
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
+    return sorted(set(ids) | {tokenizer.eos_token_id} - {None})
+
+
+class GenerateBackend:
+    """Generation with transformers `generate`, left padding, per-row seeds and stop strings: the
+    baseline the decoder is measured against, and its reference in the tests."""
+
+    name = "generate"
 
     def __init__(self, model, tokenizer):
         self.model = model
@@ -149,9 +256,14 @@ class HFBackend:
     def token_lengths(self, prompts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
 
-    @torch.inference_mode()
     def generate(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
         """k completions (text, stop strings cut) for each of `prompts`, as one batch."""
+        import torch
+
+        with torch.inference_mode():
+            return self._generate(prompts, sampling)
+
+    def _generate(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         greedy = sampling.temperature == 0.0
@@ -161,7 +273,7 @@ class HFBackend:
         prompt_length = batch["input_ids"].shape[1]
         processors = LogitsProcessorList()
         if not greedy:
-            seeds = [(prompt_seed(sampling.seed, p) + j * 0x632BE5AB) & _M32 for p in prompts for j in range(copies)]
+            seeds = [s for p in prompts for s in row_seeds(sampling.seed, p, 0, copies)]
             processors.append(SeededSampler(seeds, sampling.temperature, sampling.top_p, prompt_length))
         criteria = StoppingCriteriaList([StopOnStrings(self.tokenizer, sampling.stop, prompt_length)]
                                         if any(sampling.stop) else [])
@@ -170,17 +282,12 @@ class HFBackend:
         output = self.model.generate(
             **batch, max_new_tokens=sampling.max_new_tokens, do_sample=False, num_beams=1,
             repetition_penalty=1.0, logits_processor=processors, stopping_criteria=criteria,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self._eos_ids(),
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=_eos_ids(self.model, self.tokenizer),
         )
         texts = self.tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
         texts = [truncate_at_stop(t, sampling.stop) for t in texts]
         per_prompt = [texts[i * copies:(i + 1) * copies] for i in range(len(prompts))]
         return [c * sampling.k if greedy else c for c in per_prompt]
-
-    def _eos_ids(self) -> list[int]:
-        configured = self.model.generation_config.eos_token_id
-        ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
-        return sorted(set(ids) | {self.tokenizer.eos_token_id} - {None})
 
 
 class VLLMBackend:
@@ -212,14 +319,16 @@ class VLLMBackend:
 
 def make_backend(model, tokenizer, backend: str = "hf"):
     """The backend named by `backend` ("hf", "vllm" or "auto")."""
-    if backend not in ("hf", "vllm", "auto"):
+    import torch
+
+    if backend not in ("hf", "generate", "vllm", "auto"):
         raise ValueError(f"unknown backend {backend!r}; choose hf, vllm or auto")
     if backend == "auto":
         backend = "vllm" if _vllm_available() and torch.cuda.is_available() else "hf"
-    if backend == "hf":
+    if backend in ("hf", "generate"):
         if isinstance(model, (str, Path)):
             raise ValueError("the hf backend needs a loaded model (see cotrepro.models.load_model), not a path")
-        return HFBackend(model, tokenizer)
+        return (DecodeBackend if backend == "hf" else GenerateBackend)(model, tokenizer)
     if not _vllm_available():
         raise ValueError("backend 'vllm' needs vllm installed: pip install 'cotrepro[vllm]'")
     if hasattr(model, "peft_config"):
@@ -234,14 +343,14 @@ def _vllm_available() -> bool:
 
 
 def sample(model, tokenizer, prompts: list[str], sampling: SamplingParams = SamplingParams(), *,
-           store: str | Path | JsonlStore | None = None, backend: str = "hf", model_id: str = "",
+           store: str | Path | JsonlStore | None = None, backend: str | None = None, model_id: str = "",
            progress: bool = True) -> list[list[str]]:
     """k completions for each prompt (same order as `prompts`), resuming from `store` if given.
 
-    `model_id` names the model in the cache key (default: the model's `name_or_path`); give a
-    distinct id for an adapter or a fine-tuned state that shares its base's path.
+    `backend` overrides `sampling.backend`. `model_id` names the model in the cache key (default:
+    the model's `name_or_path`); give a distinct id for a fine-tuned state that shares a path.
     """
-    runner = make_backend(model, tokenizer, backend)
+    runner = make_backend(model, tokenizer, backend or sampling.backend)
     store = JsonlStore(store) if isinstance(store, (str, Path)) else store
     model_id = model_id or str(model if isinstance(model, (str, Path)) else getattr(model, "name_or_path", ""))
     run_key = cache_key(model=model_id, sampling=sampling.identity(), backend=runner.name)
@@ -259,6 +368,52 @@ def sample(model, tokenizer, prompts: list[str], sampling: SamplingParams = Samp
     return [results[p] for p in prompts]
 
 
+def sample_range(model, tokenizer, requests: list[tuple[str, int, int]], *, temperature: float,
+                 max_new_tokens: int, stop: tuple[str, ...] = (), seed: int = 0, batch_size: int = 256,
+                 store: str | Path | JsonlStore | None = None, model_id: str = "") -> list[list]:
+    """Samples `first..first+count-1` of each `(context, first, count)`: the rollouts of
+    `cotrepro.stepvalues`. Sample j of a context is the one `sample` draws as completion j (same
+    seed), so a range asked for in pieces equals the range asked for at once. Each context is run
+    through the model once for all its samples in a batch. Returns `stepvalues.Rollout`s; with a
+    `store`, each (context, range) is stored as it finishes and read back on a rerun."""
+    from cotrepro.stepvalues import Rollout
+
+    sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed,
+                              batch_size=batch_size)
+    store = JsonlStore(store) if isinstance(store, (str, Path)) else store
+    run_key = cache_key(model=model_id or getattr(model, "name_or_path", ""), sampling=sampling.identity(),
+                        backend="hf-range")
+    keys = [f"{run_key}-{hashlib.sha256(c.encode()).hexdigest()[:16]}-{first}-{count}" for c, first, count in requests]
+    results: dict[str, list] = {}
+    if store is not None:
+        results = {k: [Rollout(t, n) for t, n in store.get(k)["rollouts"]] for k in keys if k in store}
+    first_of = {}
+    for i, k in enumerate(keys):
+        if k not in results:
+            first_of.setdefault(k, i)
+    todo = list(first_of.values())  # request indices still to sample, one per distinct key
+    if todo:
+        backend = DecodeBackend(model, tokenizer)
+        lengths = dict(zip(todo, backend.token_lengths([requests[i][0] for i in todo])))
+        todo.sort(key=lambda i: -lengths[i])  # similar lengths share a batch: little padding
+        batch: list[int] = []
+        for position, i in enumerate(todo):
+            batch.append(i)
+            rows = sum(requests[b][2] for b in batch)
+            following = todo[position + 1] if position + 1 < len(todo) else None
+            if following is not None and rows + requests[following][2] <= batch_size:
+                continue
+            outs = backend.decode([requests[b][0] for b in batch],
+                                  [row_seeds(seed, requests[b][0], requests[b][1], requests[b][2]) for b in batch],
+                                  sampling)
+            for b, out in zip(batch, outs):
+                results[keys[b]] = [Rollout(t, n) for t, n in out]
+                if store is not None:
+                    store.append({"key": keys[b], "rollouts": out})
+            batch = []
+    return [results[k] for k in keys]
+
+
 def _length_buckets(prompts: list[str], lengths: list[int], per_batch: int, progress: bool):
     """Batches of prompts of similar token length, longest first (an out-of-memory shows at once)."""
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
@@ -268,3 +423,33 @@ def _length_buckets(prompts: list[str], lengths: list[int], per_batch: int, prog
 
         return tqdm(batches, desc="sampling", unit="batch")
     return batches
+
+
+def sample_job(spec: dict, out_dir: Path) -> None:
+    """A `cotrepro.jobs` job: the model `spec["model"]` samples each problem of `spec["problems"]`
+    ({id, question, answer, solution, meta}) with `spec["sampling"]`; every sample is graded
+    (through `cotrepro.grade`) and written to `samples.json` as {problem_id, index, completion,
+    correct, parsed}. Sampling resumes from `generations.jsonl`."""
+    import json
+
+    from cotrepro import specs
+    from cotrepro.grade import grade_problems
+    from cotrepro.params import from_dict
+    from cotrepro.quiet import quiet_libraries
+    from cotrepro.sections import TaskSection
+    from cotrepro.tasks.base import Problem
+
+    quiet_libraries()
+    root = Path(out_dir).parents[2]
+    section = from_dict(TaskSection, spec["task"])
+    task = specs.get_task(section)
+    problems = [Problem(**p) for p in spec["problems"]]
+    sampling = from_dict(SamplingParams, spec["sampling"])
+    model, tokenizer = specs.load(spec["model"], root)
+    outputs = sample(model, tokenizer, [task.prompt(p, section.template) for p in problems], sampling,
+                     store=Path(out_dir) / "generations.jsonl", model_id="sampled", progress=False)
+    flat = [(p, i, c) for p, completions in zip(problems, outputs) for i, c in enumerate(completions)]
+    verdicts = grade_problems(task, [p for p, _, _ in flat], [c for _, _, c in flat], workers=1, progress=False)
+    records = [{"problem_id": p.id, "index": i, "completion": c, "correct": bool(v["correct"]),
+                "parsed": v["extracted"] is not None} for (p, i, c), v in zip(flat, verdicts)]
+    (Path(out_dir) / "samples.json").write_text(json.dumps(records))

@@ -7,16 +7,23 @@ only on a main thread), and it bounds any grader that hangs on a pathological co
 Workers come from the "forkserver" context (never plain fork: the parent may hold torch threads),
 with the task's module preloaded, so a replacement worker starts quickly.
 
-Input records hold a task's native fields (as in the data files: gsm8k `question`, `answer`;
-math500 `problem`, `answer`; countdown `target`, `nums`; mbpp `task_id`, `text`, `test_list`, ...)
-plus `completion`; `task.from_record` maps them to Problems.
+The default limit is 20 s per item, or a task's own program limit plus 25 s (mbpp: 5 + 25 = 30 s);
+see `default_item_timeout_s`. A timed-out item counts as wrong; `summarize` counts it in `errors`
+and `timeouts`, not as a parse failure.
+
+Input records hold a task's native fields (as in the data files: gsm8k `question`, `answer` (a
+`#### N` solution or a bare number); math/math500 `problem`, `answer` or `solution`; countdown
+`target`, `nums`; mbpp `task_id`, `text`, `test_list`, ...) plus `completion`; `task.from_record`
+maps them to Problems. A completion that is not a string (null) counts as wrong, with a `note`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
+import tempfile
 import time
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -27,14 +34,34 @@ from tqdm import tqdm
 from cotrepro import sandbox
 from cotrepro.tasks import Problem, Task, get_task
 
-DEFAULT_ITEM_TIMEOUT_S = 20.0  # beyond a task's own limit (MBPP's 5 s), for start-up and reaping
+DEFAULT_ITEM_TIMEOUT_S = 20.0  # per item, for tasks that run no program of their own
+# A task that runs a program per item (MBPP: 5 s) gets its program limit plus this margin, for the
+# interpreter's start-up, the sandbox and the reaping on a loaded machine.
+_PROGRAM_MARGIN_S = 25.0
 # Heavy modules a task's verify imports on first use; the forkserver imports them once, so each
 # worker (and each replacement of a killed one) starts with them loaded.
 _LAZY_IMPORTS = {"cotrepro.tasks.math": ("math_verify",)}
 
 
 class RecordError(ValueError):
-    """A malformed input record; the message names the file and the line."""
+    """Bad grading input: a file that cannot be read, a malformed record, an output that cannot
+    be written. The message names the file and, where there is one, the line."""
+
+
+class OutputNotWritable(RecordError):
+    """The output path cannot be written (checked before any grading)."""
+
+
+def default_item_timeout_s(task: Task | str) -> float:
+    """The per-item limit used when none is given.
+
+    20 s, or a task's own program limit plus 25 s where it has one (mbpp: 5 + 25 = 30 s).
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    program_s = getattr(task, "timeout_s", None)
+    if isinstance(program_s, (int, float)) and program_s > 0:
+        return max(DEFAULT_ITEM_TIMEOUT_S, float(program_s) + _PROGRAM_MARGIN_S)
+    return DEFAULT_ITEM_TIMEOUT_S
 
 
 def read_records(path: str | Path, required_fields: Iterable[str] = ("completion",)) -> list[dict]:
@@ -42,10 +69,33 @@ def read_records(path: str | Path, required_fields: Iterable[str] = ("completion
     return [record for _, record in _numbered_records(path, tuple(required_fields))]
 
 
+def _check_input(path: str | Path) -> None:
+    """RecordError unless `path` is a readable regular file."""
+    p = Path(path)
+    if not p.exists():
+        raise RecordError(f"{path}: no such file")
+    if p.is_dir():
+        raise RecordError(f"{path}: is a folder, not a JSONL file")
+    if not os.access(p, os.R_OK):
+        raise RecordError(f"{path}: cannot be read (permission denied)")
+
+
 def _numbered_records(path: str | Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+    _check_input(path)
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecordError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+                                  f"at column {exc.start + 1}); save the file as UTF-8") from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark
             if not line.strip():
                 continue
             try:
@@ -62,13 +112,59 @@ def _numbered_records(path: str | Path, required: tuple[str, ...]) -> list[tuple
     return records
 
 
+def _check_output(path: str | Path) -> None:
+    """OutputNotWritable unless `path` could be written (its folder existing or creatable)."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputNotWritable(f"{path}: is a folder; give a file name for the graded records")
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputNotWritable(f"cannot write {path}: {ancestor} is a file, not a folder")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputNotWritable(f"cannot write {path}: the file is read-only")
+    try:  # a file that vanishes on close: the only test that holds for root and odd file systems
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as exc:
+        raise OutputNotWritable(f"cannot write {path}: cannot create files in {ancestor} "
+                                f"({exc.strerror or exc})") from None
+
+
+def _write_atomically(path: str | Path, records: list[dict]) -> None:
+    """Write JSONL to a temporary file next to `path`, then rename it over `path`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    temporary = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(temporary, p)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _check_limits(workers: int | None, item_timeout_s: float | None) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    if item_timeout_s is not None and not (isinstance(item_timeout_s, (int, float))
+                                           and 0 < item_timeout_s < math.inf):
+        raise ValueError(f"item_timeout_s must be a positive number of seconds, got {item_timeout_s!r}")
+
+
 def grade_records(task: Task | str, records: list[dict], *, workers: int | None = None,
-                  item_timeout_s: float = DEFAULT_ITEM_TIMEOUT_S, progress: bool = True,
+                  item_timeout_s: float | None = None, progress: bool = True,
                   allow_code_execution: bool = False) -> list[dict]:
     """Each record (native fields + `completion`) with `correct`, `extracted`, `ungradable` added.
 
     Task detail fields (e.g. gsm8k `strict`, mbpp `exec_status`) are added too, and `error` where
-    grading failed ("timeout" when the item overran `item_timeout_s`). `workers=None` uses all
+    grading failed ("timeout" when the item overran `item_timeout_s`; None: the task's default,
+    see `default_item_timeout_s`). A completion that is not a string (null, a number) is not
+    graded: it counts as wrong with nothing extracted and a `note`. `workers=None` uses all
     cores. A task that runs code needs `allow_code_execution` or COTREPRO_ALLOW_CODE_EXECUTION=1.
     """
     task = get_task(task) if isinstance(task, str) else task
@@ -83,69 +179,115 @@ def grade_records(task: Task | str, records: list[dict], *, workers: int | None 
 
 
 def grade_problems(task: Task | str, problems: list[Problem], completions: list[str], *,
-                   workers: int | None = None, item_timeout_s: float = DEFAULT_ITEM_TIMEOUT_S,
+                   workers: int | None = None, item_timeout_s: float | None = None,
                    progress: bool = True, allow_code_execution: bool = False) -> list[dict]:
     """Grade `completions[i]` against `problems[i]` in the pool; one outcome dict per item.
 
+    A task whose verifier is bounded by construction (`task.bounded_verify`: the generated tasks,
+    whose verifiers are a linear scan and integer arithmetic, tested on megabyte-long inputs) is
+    graded in this process: a pool round trip per item would cost more than the check itself, on
+    the hundreds of thousands of Monte Carlo rollouts the experiments grade.
+
     An outcome holds `correct`, `extracted`, `ungradable`, the task's detail fields, and `error`
-    where grading failed. Same limits and opt-in as `grade_records`.
+    where grading failed (or `note` for a completion that is not a string). Same limits and
+    opt-in as `grade_records`.
     """
     task = get_task(task) if isinstance(task, str) else task
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+    _check_limits(workers, item_timeout_s)
     allow = sandbox.code_execution_allowed(True if allow_code_execution else None)
     if task.needs_code_execution and not allow:
         raise sandbox.CodeExecutionNotAllowed()
-    return _run_pool(task, list(zip(problems, completions)), workers or _cores(), item_timeout_s,
-                     progress, allow)
+    timeout_s = default_item_timeout_s(task) if item_timeout_s is None else float(item_timeout_s)
+    results: list[dict | None] = [None] * len(problems)
+    to_grade = []
+    for index, completion in enumerate(completions):
+        if isinstance(completion, str):
+            to_grade.append(index)
+        else:
+            results[index] = {"correct": False, "extracted": None, "ungradable": False,
+                              "note": _not_a_string(completion)}
+    items = [(problems[i], completions[i]) for i in to_grade]
+    if getattr(task, "bounded_verify", False):
+        graded = [_grade_one(task, *item) for item in items]
+    else:
+        graded = _run_pool(task, items, workers or _cores(), timeout_s, progress, allow)
+    for index, outcome in zip(to_grade, graded):
+        results[index] = outcome
+    return results
+
+
+def _not_a_string(completion: Any) -> str:
+    if completion is None:
+        shown = "null"
+    else:
+        shown = f"{type(completion).__name__} {json.dumps(completion, default=str)[:40]}"
+    return f"completion is {shown}, not a string: counted as wrong, not graded"
 
 
 def grade_file(task_name: str, in_path: str | Path, out_path: str | Path | None = None,
                allow_code_execution: bool = False, workers: int | None = None,
-               item_timeout_s: float = DEFAULT_ITEM_TIMEOUT_S, progress: bool = True) -> dict:
+               item_timeout_s: float | None = None, progress: bool = True) -> dict:
     """Grade a JSONL file of records; write the graded records to `out_path` (if given).
 
-    Returns `summarize` of the graded records. Checks the code-execution opt-in and every
-    record before grading anything (RecordError names file:line).
+    Returns `summarize` of the graded records. Before grading anything it checks the
+    code-execution opt-in, the limits, the input (RecordError names file:line; an empty file is
+    an error), every record, and that `out_path` can be written (OutputNotWritable).
+    `out_path` is written atomically (a temporary file renamed over it), so an interrupted run
+    leaves an existing file unchanged. `item_timeout_s=None`: the task's default.
     """
     task = get_task(task_name)
     if task.needs_code_execution:
         sandbox.require_code_execution(True if allow_code_execution else None)
+    _check_limits(workers, item_timeout_s)
     numbered = _numbered_records(in_path, ("completion",))
+    if not numbered:
+        raise RecordError(f"{in_path}: holds no records (one JSON object per line expected)")
     for index, (number, record) in enumerate(numbered):
         try:
             task.from_record(record, index)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RecordError(f"{in_path}:{number}: not a {task_name} record ({exc})") from None
+    if out_path is not None:
+        _check_output(out_path)
     graded = grade_records(task, [record for _, record in numbered], workers=workers,
                            item_timeout_s=item_timeout_s, progress=progress,
                            allow_code_execution=allow_code_execution)
+    summary = summarize(graded)
     if out_path is not None:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(out_path, "w", encoding="utf-8") as f:
-            for record in graded:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return summarize(graded)
+        _write_atomically(out_path, graded)
+    return summary
 
 
 def summarize(graded: list[dict]) -> dict[str, Any]:
-    """Accuracy over all gradable records (an unparsed completion counts as wrong).
+    """Accuracy over all gradable records (an unparsed or failed item counts as wrong).
 
     Ungradable records (the gold itself does not parse) are left out and counted. Also reported:
-    the share with nothing extracted, accuracy over parsed records only (the Shape of Thought
-    release's convention), the number of grading errors, and gsm8k's strict/flexible accuracies.
+    the share of completions with nothing extracted (items whose grading failed, e.g. timed out,
+    are not parse failures: they are counted in `errors`, and in `timeouts` when there are any),
+    accuracy over parsed records only (the Shape of Thought release's convention), gsm8k's
+    strict/flexible accuracies, and `non_string_completions` when some completions were not
+    strings (null: counted as unparsed and wrong).
     """
     gradable = [r for r in graded if not r.get("ungradable")]
     parsed = [r for r in gradable if r.get("extracted") is not None]
+    unparsed = [r for r in gradable if r.get("extracted") is None and not r.get("error")]
     n = len(gradable)
+    errors = sum(1 for r in graded if r.get("error"))
     summary: dict[str, Any] = {
         "n": len(graded),
         "accuracy": _share(sum(bool(r["correct"]) for r in gradable), n),
-        "parse_failure_rate": _share(n - len(parsed), n),
+        "parse_failure_rate": _share(len(unparsed), n),
         "accuracy_over_parsed": _share(sum(bool(r["correct"]) for r in parsed), len(parsed)),
         "ungradable": len(graded) - n,
-        "errors": sum(1 for r in graded if r.get("error")),
+        "errors": errors,
     }
+    if errors:
+        summary["timeouts"] = sum(1 for r in graded if r.get("error") == "timeout")
+    not_strings = sum(1 for r in graded if "completion" in r and not isinstance(r["completion"], str))
+    if not_strings:
+        summary["non_string_completions"] = not_strings
     for rule in ("strict", "flexible"):
         if any(rule in r for r in gradable):
             summary[f"{rule}_accuracy"] = _share(sum(bool(r.get(rule)) for r in gradable), n)
@@ -174,11 +316,16 @@ def _worker(conn, task: Task, allow_code_execution: bool) -> None:
     """Grade (problem, completion) messages until a None arrives."""
     if allow_code_execution:
         os.environ[sandbox.ALLOW_ENV] = "1"
-    while True:
-        message = conn.recv()
-        if message is None:
-            return
-        conn.send(_grade_one(task, *message))
+    try:
+        while True:
+            message = conn.recv()
+            if message is None:
+                return
+            conn.send(_grade_one(task, *message))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        # Ctrl-C reaches the workers too (one process group); the parent stops and reaps them,
+        # so leave quietly instead of printing one traceback per worker.
+        return
 
 
 class _Slot:

@@ -1,37 +1,30 @@
-"""The micro world: a student base model and a teacher, trained from scratch on CPU in minutes.
+"""The micro world: a student base, its teacher and a star-graph model, trained from scratch on CPU.
 
-The experiments of Shape of Thought and Setlur et al. need a student that has not yet learned a
-task, a stronger teacher whose traces are sometimes right and sometimes wrong, and human traces written in
-another style. The micro world builds all three on CPU, from the `arith` task's generator (plus
-`countdown` and `stargraph` text, so the models are not single-task):
+At paper scale the experiments start from hub checkpoints: a pretrained student that can do the
+steps of a task but not yet the task, and a stronger model of the same family whose traces are
+sometimes right and sometimes wrong. The micro world plays that part on CPU, on the `arith` task
+(multi-step word problems, answers spread evenly over 2..120):
 
-- Student base (small: 0.45M params by default). It sees the *pieces* of step-by-step solutions
-  but never a whole multi-step solution: single-operation lines ("12 + 5 = 17"), problem
-  statements of multi-step problems (unsolved), one-step problems solved in the step-by-step
-  style (the `render_stepwise` format), and countdown and star-graph statements. So it knows the
-  format and has practised single steps, but has not learned to chain them: its multi-step
-  accuracy is near zero, and there is something left to learn from traces.
-- Teacher (larger: 0.84M params by default). Trained on multi-step problems solved step by step on
-  top of the student's corpus, so it is right sometimes and wrong often, and both G (correct
-  final answer) and W (wrong final answer) traces come out of it. A share of its training traces
-  carry one wrong step whose error then propagates consistently, so its own wrong traces tend to
-  be wrong in places and right elsewhere (SoT-6).
-- Measured (one thread, AMD EPYC, greedy, 200 held-out arith test problems at the trained
-  max_value): at the code defaults (max_value 99, 339 CPU-s for both models) the teacher gets
-  16.5% of multi-step problems and the student base 1.5% multi-step, 16% one-step. The micro
-  params (`params/micro/base.yaml`: max_value 30, student lr 5e-3 and teacher lr 8e-3, batch 32,
-  more solved one-step problems, 1200/2400 steps; 852 CPU-s) give a student at 72% one-step and
-  2.5% multi-step, and a teacher at 14.5% multi-step. The intended teacher range, 40-75%, was not
-  reached inside a few CPU minutes: its errors are mostly wrong operands copied from the question
-  (LOG.md, 2026-11-21).
-- Human traces (H) are the task's terse human-annotation style (`arith.render_human`): the
-  student never saw that style, so H is far from its distribution (SoT-3), as human solutions
-  are for a real pretrained model.
+- **Student base** (Llama, 0.45M parameters). Its corpus has the *pieces* of solutions and a
+  little of the task: single-operation lines ("12 + 5 = 17"), solved one- and two-step problems,
+  statements of longer problems without solutions, and some countdown and star-graph text. Most
+  solved problems are written step by step (its own style); a share are written in the human
+  style (`arith.render_human`: terse lines, merged expressions, `<<a*b=c>>` annotations), so
+  every token of the human traces is one it has read, as a pretrained model has read
+  human-written solutions. It solves some multi-step problems and has room to learn more.
+- **Teacher** (Llama, same tokenizer, 0.84M parameters). The student's corpus plus multi-step
+  problems solved step by step: larger and trained longer on more of the task, as a bigger model
+  of the same family is. Its wrong traces are its own mistakes: nothing is injected. It has also
+  practised rewriting a human solution given as a hint into its own style (the paraphrase prompt
+  of SoT-4), as an instruction-tuned model can follow "rewrite this".
+- **Star-graph model** (Bachmann and Nagarajan 2024): trained from scratch with teacher forcing on
+  gold paths, one token per node label. It learns the edge lookup of the later steps and leaves
+  the first step, which needs planning, near chance: the "Clever Hans" shortcut (ST-8).
 
-Both models are ordinary transformers checkpoints (Llama or Qwen2 architecture, `save_pretrained`)
-with a byte-level BPE tokenizer saved beside them, so everything downstream (`load_model`, PEFT,
-`generate`, the trainers) treats them exactly like hub models. `pretrain_micro` caches them under
-`out_root/<params hash>/{student,teacher}` with their loss curves and held-out accuracies.
+`build_world(params, out_dir)` trains all three and writes each as a `save_pretrained` folder
+(model and tokenizer) with its loss and accuracy curves, and `world.json`: the params and their
+hash, CPU time, and held-out accuracies with 95% intervals. `cotrepro world build` runs it; the
+shipped copy under `world/` is what `make reproduce` uses (`cotrepro.world` checks its hashes).
 """
 
 from __future__ import annotations
@@ -42,119 +35,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import torch
-
-from cotrepro.params import param
+from cotrepro.params import param, to_dict
 from cotrepro.store import stable_hash
-
-BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
-
-
-# ---------------------------------------------------------------------------------------------
-# Tokenizer and model builders
-
-
-def build_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path | None = None):
-    """A byte-level BPE tokenizer trained offline on `texts`, as a transformers fast tokenizer.
-
-    Digits are split one per token (so column arithmetic is learnable and numbers never merge
-    into opaque chunks); every byte is in the vocabulary, so any text round-trips exactly.
-    Encoding prepends BOS (as Llama's tokenizer does), so a prompt encoded alone starts the way
-    training documents started. Saved in HF format to `out_dir` if given.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    bos_id = tokenizer.token_to_id(BOS)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, bos_id)])
-    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS,
-                                           pad_token=PAD, padding_side="left")
-    if out_dir is not None:
-        hf_tokenizer.save_pretrained(out_dir)
-    return hf_tokenizer
-
-
-@dataclass(frozen=True)
-class MicroModelParams:
-    """The shape of a micro model (a real Llama or Qwen2 architecture, just small)."""
-
-    arch: Literal["llama", "qwen2"] = param("llama", "architecture", choices=("llama", "qwen2"))
-    n_layers: int = param(4, "transformer blocks", ge=1)
-    d_model: int = param(128, "hidden size", ge=8)
-    n_heads: int = param(4, "attention heads", ge=1)
-    n_kv_heads: int = param(2, "key/value heads (grouped-query attention)", ge=1)
-    d_ff: int = param(384, "MLP inner size", ge=8)
-    max_seq_len: int = param(160, "longest sequence (positions)", ge=16)
-
-
-def _config(arch: str, tokenizer, **sizes):
-    from transformers import Gemma2Config, LlamaConfig, Qwen2Config
-
-    special = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                   tie_word_embeddings=True)
-    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config, "gemma2": Gemma2Config}[arch]
-    return config_class(**special, **sizes)
-
-
-def build_micro_model(params: MicroModelParams, tokenizer, seed: int = 0):
-    """A randomly initialised micro model (a transformers `PreTrainedModel`) for `tokenizer`."""
-    from transformers import AutoModelForCausalLM
-
-    if params.d_model % params.n_heads or params.n_heads % params.n_kv_heads:
-        raise ValueError(f"d_model ({params.d_model}) must divide by n_heads ({params.n_heads}) "
-                         f"and n_heads by n_kv_heads ({params.n_kv_heads})")
-    config = _config(params.arch, tokenizer, hidden_size=params.d_model, intermediate_size=params.d_ff,
-                     num_hidden_layers=params.n_layers, num_attention_heads=params.n_heads,
-                     num_key_value_heads=params.n_kv_heads, max_position_embeddings=params.max_seq_len)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-
-
-_TINY_TEXT = ("The quick brown fox jumps over the lazy dog. Problem: 12 + 5 = 17, 3 * 4 = 12, 20 - 7 = 13.\n"
-              "Solution: step by step. Final Answer: The final answer is $42$. I hope it is correct.\n"
-              "def add(a, b):\n    return a + b\nassert add(1, 2) == 3\n<answer> (1 + 2) / 3 </answer>\n")
-
-
-def tiny_random_model(arch: Literal["qwen2", "llama", "gemma2"], out_dir: str | Path | None = None):
-    """A tiny randomly initialised model of a real architecture, with a small offline tokenizer.
-
-    For tests: the real tokenizers cannot be downloaded here. With `out_dir`, model and tokenizer
-    are saved there so `load_model(out_dir)` loads them like a hub checkpoint.
-    """
-    from transformers import AutoModelForCausalLM
-
-    if arch not in ("qwen2", "llama", "gemma2"):
-        raise ValueError(f"unknown architecture {arch!r}; choose qwen2, llama or gemma2")
-    tokenizer = build_tokenizer([_TINY_TEXT] * 4, vocab_size=300)
-    sizes = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=256)
-    if arch == "gemma2":
-        sizes.update(head_dim=8, query_pre_attn_scalar=8, sliding_window=64)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(_config(arch, tokenizer, **sizes), dtype=torch.float32)
-    if out_dir is not None:
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
-        model.name_or_path = str(out_dir)
-    model.eval()
-    return model, tokenizer
-
-
-# ---------------------------------------------------------------------------------------------
-# Pretraining the micro world
+from cotrepro.tiny import MicroModelParams, build_micro_model, build_symbol_tokenizer, build_word_tokenizer
 
 
 def _student_shape() -> MicroModelParams:
@@ -165,33 +49,69 @@ def _teacher_shape() -> MicroModelParams:
     return MicroModelParams(arch="llama", n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_ff=384)
 
 
-@dataclass(frozen=True)
-class PretrainParams:
-    """The micro world: corpora, model shapes and training budget of the student and teacher."""
+def _star_shape() -> MicroModelParams:
+    return MicroModelParams(arch="llama", n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_ff=384,
+                            max_seq_len=96)
 
-    student: MicroModelParams = param(help="student base model shape", default_factory=_student_shape)
-    teacher: MicroModelParams = param(help="teacher model shape (larger than the student)", default_factory=_teacher_shape)
-    vocab_size: int = param(512, "BPE vocabulary size (digits are always single tokens)", ge=300)
-    template: str = param("arith", "prompt template framing arith problems in the corpora (as in the experiments)")
-    max_value: int = param(99, "largest operand or intermediate value of arith problems", ge=20)
-    n_step_lines: int = param(3000, "documents of 4-8 single-operation lines ('12 + 5 = 17'), both models", ge=0)
-    n_one_step: int = param(3000, "one-step arith problems solved step by step, both models", ge=0)
-    n_statements: int = param(2000, "multi-step arith problem statements without solutions, both models", ge=0)
-    n_other_tasks: int = param(500, "countdown and star-graph statements each (solved ones for the teacher)", ge=0)
-    n_multi_step: int = param(12000, "multi-step (2-4 steps) arith problems solved step by step: teacher only", ge=0)
-    wrong_step_share: float = param(0.1, "share of the teacher's multi-step traces with one wrong step, "
-                                         "its error carried on consistently (so W traces are partly right)", ge=0.0, le=1.0)
-    student_steps: int = param(1000, "optimizer steps for the student", ge=1)
-    teacher_steps: int = param(1600, "optimizer steps for the teacher", ge=1)
-    batch_size: int = param(16, "documents per optimizer step", ge=1)
-    lr: float = param(3e-3, "peak learning rate (AdamW, cosine decay, 5% warmup)", gt=0.0)
-    teacher_lr: float | None = param(None, "the teacher's peak learning rate (null = lr): the two models "
-                                     "learn best at different rates (LOG.md, 2026-11-21)", gt=0.0)
-    n_eval: int = param(200, "held-out arith test problems for the greedy accuracy report", ge=0)
-    # One thread: on a 2-core machine shared with other work, 2 OpenMP threads spin-wait and ran
-    # 5x slower per step than 1 (measured); with cores to spare, raise it.
-    threads: int = param(1, "torch CPU threads during pretraining", ge=1)
-    seed: int = param(0, "seed of corpora and initialisation", ge=0)
+
+@dataclass(frozen=True)
+class ArithWorldParams:
+    """The student and teacher: corpora, shapes and training budgets."""
+
+    student: MicroModelParams = param(help="student base shape", default_factory=_student_shape)
+    teacher: MicroModelParams = param(help="teacher shape (same architecture, larger)", default_factory=_teacher_shape)
+    template: str = param("arith", "prompt template framing the solved problems (as the experiments prompt)")
+    max_value: int = param(120, "largest operand, intermediate value or answer", ge=20)
+    n_step_lines: int = param(3000, "documents of 4-8 single-operation lines, both models", ge=0)
+    n_one_step: int = param(6000, "solved one-step problems, both models", ge=0)
+    n_two_step: int = param(1500, "solved two-step problems, both models (the student's bit of the task)", ge=0)
+    human_share: float = param(0.25, "share of the solved one- and two-step problems written in the human "
+                                     "style (so every human-trace token is one the student has read)", ge=0.0, le=1.0)
+    n_statements: int = param(1000, "statements of 2-4 step problems without solutions, both models", ge=0)
+    n_other_tasks: int = param(300, "countdown and star-graph statements each (solved for the teacher)", ge=0)
+    n_multi_step: int = param(12000, "solved 2-4 step problems, step by step: the teacher only", ge=0)
+    n_rewrites: int = param(1500, "2-4 step problems shown with a human solution as a hint and solved step by "
+                                  "step (the paraphrase prompt of SoT-4): the teacher only", ge=0)
+    student_steps: int = param(1500, "optimizer steps of the student", ge=1)
+    teacher_steps: int = param(4000, "optimizer steps of the teacher", ge=1)
+    batch_size: int = param(32, "documents per optimizer step", ge=1)
+    student_lr: float = param(5e-3, "peak learning rate of the student (AdamW, cosine to 0, 5% warmup)", gt=0.0)
+    teacher_lr: float = param(5e-3, "peak learning rate of the teacher", gt=0.0)
+
+
+@dataclass(frozen=True)
+class StarWorldParams:
+    """The star-graph model: graphs, shape and budget (Bachmann and Nagarajan 2024)."""
+
+    degree: int = param(2, "arms per star (the shortcut's first-step accuracy is 1/degree)", ge=2)
+    path_length: int = param(5, "nodes on a path from the center to a leaf, both included", ge=2)
+    n_nodes: int = param(50, "distinct node labels, one token each", ge=3)
+    model: MicroModelParams = param(help="model shape", default_factory=_star_shape)
+    n_train: int = param(50_000, "training graphs (Bachmann and Nagarajan: 200,000)", ge=1)
+    steps: int = param(3000, "optimizer steps (loss on the path only: teacher forcing)", ge=1)
+    batch_size: int = param(64, "graphs per optimizer step", ge=1)
+    lr: float = param(1e-3, "peak learning rate", gt=0.0)
+    seeds: tuple[int, ...] = param((0, 1, 2), "one model per training seed (folders stargraph-s<seed>): the "
+                                              "SFT arm of ST-8 has a seed spread like every other arm", ge=0)
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    """The whole micro world (`cotrepro world build`)."""
+
+    arith: ArithWorldParams = param(default_factory=ArithWorldParams, help="student and teacher")
+    stargraph: StarWorldParams = param(default_factory=StarWorldParams, help="star-graph model")
+    n_eval: int = param(1000, "held-out problems behind each reported accuracy", ge=1)
+    n_curve: int = param(200, "held-out problems behind each point of the accuracy curves", ge=1)
+    curve_every: int = param(500, "optimizer steps between points of the accuracy curves (0: none)", ge=0)
+    # One thread: two OpenMP threads on a 2-core machine shared with other work spin-wait and ran
+    # 5x slower per step than one (LOG.md, 2026-11-21).
+    threads: int = param(1, "torch CPU threads", ge=1)
+    seed: int = param(0, "seed of the corpora, initialisation and data order", ge=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpora
 
 
 def _single_step_lines(rng: random.Random, max_value: int) -> str:
@@ -200,188 +120,308 @@ def _single_step_lines(rng: random.Random, max_value: int) -> str:
     for _ in range(rng.randint(4, 8)):
         op = rng.choice("+-*/")
         if op == "+":
-            a = rng.randint(1, max_value - 1)
-            b = rng.randint(1, max_value - a)
+            a = rng.randint(2, max_value - 2)
+            b = rng.randint(2, min(20, max_value - a))
             c = a + b
         elif op == "-":
-            a = rng.randint(2, max_value)
-            b = rng.randint(1, a - 1)
+            a = rng.randint(4, max_value)
+            b = rng.randint(2, min(20, a - 2))
             c = a - b
         elif op == "*":
             b = rng.randint(2, 9)
-            a = rng.randint(1, max(1, max_value // b))
+            a = rng.randint(2, max(2, max_value // b))
             c = a * b
         else:
             b = rng.randint(2, 5)
-            c = rng.randint(1, max_value // b)
+            c = rng.randint(2, max(2, max_value // b))
             a = c * b
         lines.append(f"{a} {op} {b} = {c}")
     return "\n".join(lines)
 
 
-_EVENT_OPS = {"gain": "+", "lose": "-", "times": "*", "share": "/", "gain_groups": "+", "lose_groups": "-"}
-
-
-def _wrong_step_trace(problem, rng: random.Random) -> str | None:
-    """The stepwise trace of an arith `problem` with one result off by 1-3 and every later step
-    computed correctly from the wrong value, by replaying the story's events (None if no offset
-    keeps the later steps valid: exact division, no negative counts)."""
-    n_steps = len(problem.meta["steps"])
-    wrong = rng.randrange(n_steps)
-    for delta in rng.sample([-3, -2, -1, 1, 2, 3], 6):
-        lines, index, count = [], 0, problem.meta["start"]
-
-        def write(a: int, op: str, b: int) -> int | None:
-            nonlocal index
-            if op == "/" and a % b:
-                return None
-            result = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op] + (delta if index == wrong else 0)
-            index += 1
-            lines.append(f"{a} {op} {b} = {result}")
-            return result if result >= 0 else None
-
-        for event in problem.meta["events"]:
-            numbers = event["numbers"]
-            if len(numbers) == 2:  # groups: the product first, then it is added or taken away
-                product = write(numbers[0], "*", numbers[1])
-                count = None if product is None else write(count, _EVENT_OPS[event["kind"]], product)
-            else:
-                count = write(count, _EVENT_OPS[event["kind"]], numbers[0])
-            if count is None:
-                break
-        else:
-            return "\n".join(lines + [f"#### {count}"])
-    return None
-
-
-def build_corpora(params: PretrainParams) -> dict[str, list[str]]:
+def build_corpora(params: ArithWorldParams, seed: int = 0) -> dict[str, list[str]]:
     """The student's and the teacher's training documents (see the module docstring)."""
     from cotrepro.tasks import arith, countdown, stargraph
+    from cotrepro.tasks.prompts import get_template, render
 
-    rng = random.Random(params.seed)
-    task = arith.TASK
+    rng = random.Random(seed)
+    task = arith.ArithTask(max_value=params.max_value)
 
     def train_split(problems):  # never train the micro world on arith test questions
         return [p for p in problems if arith.split_of(p.question) == "train"]
 
-    def solved(problem, trace):
+    def problems(n: int, offset: int, n_steps: tuple[int, int]):
+        generated = arith.generate_problems(2 * n, seed + offset, n_steps=n_steps, max_value=params.max_value)
+        return train_split(generated)[:n]
+
+    def solved(problem, human: bool = False):
+        trace = arith.render_human(problem) if human else arith.render_stepwise(problem)
         return task.prompt(problem, params.template) + trace
 
     shared = [_single_step_lines(rng, params.max_value) for _ in range(params.n_step_lines)]
-    one_step = train_split(arith.generate_problems(2 * params.n_one_step, params.seed + 1, n_steps=(1, 1),
-                                                   max_value=params.max_value))[:params.n_one_step]
-    shared += [solved(p, arith.render_stepwise(p)) for p in one_step]
-    statements = train_split(arith.generate_problems(2 * params.n_statements, params.seed + 2, n_steps=(2, 4),
-                                                     max_value=params.max_value))[:params.n_statements]
-    shared += [p.question for p in statements]  # no "Answer:" line: the student must not learn to stop there
-    puzzles = countdown.generate_problems(params.n_other_tasks, params.seed + 3)
-    graphs = stargraph.generate_problems(params.n_other_tasks, params.seed + 4)
+    short = problems(params.n_one_step, 1, (1, 1)) + problems(params.n_two_step, 6, (2, 2))
+    shared += [solved(p, human=rng.random() < params.human_share) for p in short]
+    # no "Answer:" line after a statement: the student must not learn to stop there
+    shared += [p.question for p in problems(params.n_statements, 2, (2, 4))]
+    puzzles = countdown.generate_problems(params.n_other_tasks, seed + 3)
+    graphs = stargraph.generate_problems(params.n_other_tasks, seed + 4)
     student = shared + [p.question for p in puzzles] + [p.question for p in graphs]
-
-    multi = train_split(arith.generate_problems(2 * params.n_multi_step, params.seed + 5, n_steps=(2, 4),
-                                                max_value=params.max_value))[:params.n_multi_step]
-    traces = []
-    for p in multi:
-        wrong = _wrong_step_trace(p, rng) if rng.random() < params.wrong_step_share else None
-        traces.append(solved(p, wrong or arith.render_stepwise(p)))
-    teacher = (shared + traces + [f"{p.question}\n{p.solution}" for p in puzzles]
-               + [f"{p.question}{p.solution}" for p in graphs])
+    hint = get_template("micro", "paraphrase")
+    rewrites = [render(hint, question=p.question, trace=arith.render_human(p)) + arith.render_stepwise(p)
+                for p in problems(params.n_rewrites, 7, (2, 4))]
+    teacher = (shared + [solved(p) for p in problems(params.n_multi_step, 5, (2, 4))] + rewrites
+               + [f"{p.question}\n{p.solution}" for p in puzzles] + [f"{p.question}{p.solution}" for p in graphs])
     rng.shuffle(student)
     rng.shuffle(teacher)
     return {"student": student, "teacher": teacher}
 
 
+# ---------------------------------------------------------------------------------------------
+# Training from scratch
+
+
 def _collate(pad_id: int):
-    """Right-padded batches with the loss masked on padding (positions then start at 0 for all)."""
+    """Right-padded batches; labels -100 on padding and on each example's prompt tokens."""
+    import torch
+
     def collate(features: list[dict]) -> dict:
         longest = max(len(f["input_ids"]) for f in features)
         ids = torch.full((len(features), longest), pad_id, dtype=torch.long)
+        labels = torch.full((len(features), longest), -100, dtype=torch.long)
         mask = torch.zeros((len(features), longest), dtype=torch.long)
         for row, f in enumerate(features):
-            ids[row, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
-            mask[row, :len(f["input_ids"])] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+            n = len(f["input_ids"])
+            ids[row, :n] = torch.tensor(f["input_ids"])
+            mask[row, :n] = 1
+            labels[row, f["n_prompt"]:n] = ids[row, f["n_prompt"]:n]
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
     return collate
 
 
-def _train(model, tokenizer, documents: list[str], steps: int, lr: float, params: PretrainParams,
-           out_dir: Path) -> list[dict]:
-    """Train `model` on `documents` (BOS + text + EOS each) with the transformers Trainer.
+def train_from_scratch(model, tokenizer, examples: list[tuple[str, str]], *, steps: int, lr: float,
+                       batch_size: int, seed: int, out_dir: Path, curve=None, curve_every: int = 0) -> dict:
+    """Train `model` on (prompt, completion) texts, loss on the completion and EOS (a prompt of ""
+    makes the whole document the target), with the transformers Trainer: AdamW, cosine decay to
+    zero, 5% warmup, batches of similar length (`group_by_length`: little compute on padding).
 
-    Measured on a 0.8M-param model, batch 32 x 96 tokens, one thread: the Trainer costs about 12%
-    per step over a bare torch loop (0.29 vs 0.26 CPU-s), small enough to keep the standard loop.
+    `curve(model)` is called every `curve_every` steps and at the end; returns the loss curve and
+    the curve's points.
     """
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     max_len = model.config.max_position_embeddings
-    encoded = tokenizer(documents)["input_ids"]
-    dataset = [{"input_ids": (ids + [tokenizer.eos_token_id])[:max_len]} for ids in encoded]
+    dataset = []
+    for prompt, completion in examples:
+        prompt_ids = tokenizer(prompt)["input_ids"] if prompt else []
+        ids = tokenizer(prompt + completion)["input_ids"] + [tokenizer.eos_token_id]
+        if len(ids) > max_len:
+            raise ValueError(f"a training document has {len(ids)} tokens, more than max_seq_len {max_len}")
+        dataset.append({"input_ids": ids, "n_prompt": len(prompt_ids), "length": len(ids)})
+    points: list[dict] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    class Curve(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if curve is not None and curve_every and state.global_step % curve_every == 0 \
+                    and state.global_step < steps:
+                _point(kwargs["model"], state.global_step)
+
+    def _point(m, step):
+        m.eval()
+        points.append({"step": step, **curve(m)})
+        m.train()
+        with open(out_dir / "curve.jsonl", "a") as f:  # readable while a long run goes on
+            f.write(json.dumps(points[-1]) + "\n")
+
     args = TrainingArguments(
-        output_dir=str(out_dir / "trainer"), max_steps=steps, per_device_train_batch_size=params.batch_size,
+        output_dir=str(out_dir / "trainer"), max_steps=steps, per_device_train_batch_size=batch_size,
         learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01,
-        logging_steps=max(1, steps // 50), save_strategy="no", report_to="none", use_cpu=True,
-        seed=params.seed, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
+        logging_steps=max(1, steps // 100), save_strategy="no", report_to="none", use_cpu=True, seed=seed,
+        data_seed=seed, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
+        train_sampling_strategy="group_by_length",
     )
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=_collate(tokenizer.pad_token_id))
-    trainer.remove_callback(PrinterCallback)  # the loss curve is saved to loss.json instead
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=_collate(tokenizer.pad_token_id),
+                      callbacks=[Curve()])
+    trainer.remove_callback(PrinterCallback)  # the loss curve is saved to curves.json instead
     trainer.train()
-    shutil.rmtree(out_dir / "trainer", ignore_errors=True)  # nothing is checkpointed there; keep the model dir clean
-    return [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+    shutil.rmtree(out_dir / "trainer", ignore_errors=True)  # nothing is checkpointed there
+    if curve is not None:
+        _point(model, steps)
+        (out_dir / "curve.jsonl").unlink()
+    model.eval()
+    return {"loss": [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h],
+            "accuracy": points}
 
 
-def multi_step_accuracy(model, tokenizer, n: int, template: str = "arith", n_steps: tuple[int, int] = (2, 4),
-                        max_value: int = 99) -> float:
-    """Greedy accuracy on the first `n` arith test problems with `n_steps` steps."""
+# ---------------------------------------------------------------------------------------------
+# Held-out accuracy
+
+
+def arith_accuracy(model, tokenizer, problems, template: str = "arith", max_new_tokens: int = 160) -> dict:
+    """Greedy accuracy and parse rate on arith `problems` (per-problem outcomes in `correct`)."""
     from cotrepro.generate import SamplingParams, sample
     from cotrepro.tasks import arith
     from cotrepro.tasks.prompts import get_template
 
-    task = arith.ArithTask(n_steps=n_steps, max_value=max_value)
-    problems = task.load("test", limit=n)
+    task = arith.ArithTask()
     prompts = [task.prompt(p, template) for p in problems]
-    sampling = SamplingParams(max_new_tokens=64, stop=get_template("arith", template).stop, batch_size=64)
-    completions = sample(model, tokenizer, prompts, sampling, progress=False)
-    return sum(task.verify(p, c[0]).correct for p, c in zip(problems, completions)) / max(1, len(problems))
+    sampling = SamplingParams(max_new_tokens=max_new_tokens, stop=get_template("arith", template).stop,
+                              batch_size=64)
+    outputs = [c[0] for c in sample(model, tokenizer, prompts, sampling, progress=False)]
+    verdicts = [task.verify(p, c) for p, c in zip(problems, outputs)]
+    return {"accuracy": sum(v.correct for v in verdicts) / len(problems),
+            "parsed": sum(v.extracted is not None for v in verdicts) / len(problems),
+            "correct": [v.correct for v in verdicts]}
 
 
-def pretrain_micro(params: PretrainParams = PretrainParams(), out_root: str | Path = "runs/micro") -> dict[str, str]:
-    """Train (or reuse) the micro student base and teacher; returns {"student", "teacher", "report"} paths.
+def star_accuracy(model, tokenizer, problems) -> dict:
+    """Greedy path accuracy and next-node accuracies given the gold path so far: the first step
+    (after "start,") and the later steps (the lookup the shortcut does well)."""
+    from cotrepro.generate import SamplingParams, sample
+    from cotrepro.tasks.stargraph import StarGraphTask
 
-    Cached under `out_root/<params hash>`: a second call with the same params returns at once.
-    Each model directory holds the checkpoint, its tokenizer and `loss.json`; `report.json` holds
-    timings and greedy held-out accuracies (multi-step for both models, one-step for the student).
-    """
-    root = Path(out_root) / stable_hash(params)
-    paths = {"student": str(root / "student"), "teacher": str(root / "teacher"), "report": str(root / "report.json")}
-    if Path(paths["report"]).is_file():
-        return paths
+    task = StarGraphTask()
+    paths = [c[0] for c in sample(model, tokenizer, [p.question for p in problems],
+                                  SamplingParams(max_new_tokens=24, stop=("\n",), batch_size=64), progress=False)]
+    contexts, owners = [], []
+    for i, p in enumerate(problems):
+        gold = p.answer.split(",")
+        for j in range(1, len(gold)):
+            contexts.append(p.question + ",".join(gold[:j]) + ",")
+            owners.append((i, j))
+    nexts = sample(model, tokenizer, contexts, SamplingParams(max_new_tokens=1, batch_size=64), progress=False)
+    first, later = [], []
+    for (i, j), out in zip(owners, nexts):
+        hit = out[0].strip() == problems[i].answer.split(",")[j]
+        (first if j == 1 else later).append(hit)
+    return {"accuracy": sum(task.verify(p, c).correct for p, c in zip(problems, paths)) / len(problems),
+            "first_step": sum(first) / len(first), "later_steps": sum(later) / len(later)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the world
+
+
+def _held_out(params: WorldParams, n: int, n_steps: tuple[int, int]):
+    from cotrepro.tasks import arith
+
+    return arith.ArithTask(n_steps=n_steps, max_value=params.arith.max_value).load("test", limit=n)
+
+
+def _with_interval(result: dict, n: int) -> dict:
+    from cotrepro.stats import binomial_ci
+
+    ci = binomial_ci(round(result["accuracy"] * n), n)
+    return {k: v for k, v in result.items() if k != "correct"} | {"low": ci.low, "high": ci.high, "n": n}
+
+
+def build_arith_models(params: WorldParams, out_dir: Path, roles=("teacher", "student")) -> dict:
+    """Train the student and teacher into `out_dir/<role>`; returns their reports."""
+    a = params.arith
+    corpora = build_corpora(a, params.seed)
+    tokenizer = build_word_tokenizer(corpora["teacher"], max_number=max(a.max_value, 100))
+    curve_problems = _held_out(params, params.n_curve, (2, 4))
+    reports = {}
+    for role in roles:
+        if (out_dir / role / "report.json").is_file():  # built by an earlier, interrupted build
+            reports[role] = json.loads((out_dir / role / "report.json").read_text())
+            continue
+        shape, steps, lr = ((a.student, a.student_steps, a.student_lr) if role == "student"
+                            else (a.teacher, a.teacher_steps, a.teacher_lr))
+        started = time.process_time()
+        model = build_micro_model(shape, tokenizer, seed=params.seed)
+        curves = train_from_scratch(
+            model, tokenizer, [("", doc) for doc in corpora[role]], steps=steps, lr=lr, batch_size=a.batch_size,
+            seed=params.seed, out_dir=out_dir / role, curve_every=params.curve_every,
+            curve=lambda m: {k: v for k, v in arith_accuracy(m, tokenizer, curve_problems, a.template).items()
+                             if k != "correct"})
+        cpu_s = time.process_time() - started
+        model.save_pretrained(out_dir / role)
+        tokenizer.save_pretrained(out_dir / role)
+        (out_dir / role / "curves.json").write_text(json.dumps(curves, indent=1))
+        report = {"parameters": model.num_parameters(), "documents": len(corpora[role]), "train_cpu_s": round(cpu_s, 1)}
+        for label, n_steps in (("multi_step", (2, 4)), ("two_step", (2, 2)), ("one_step", (1, 1))):
+            result = arith_accuracy(model, tokenizer, _held_out(params, params.n_eval, n_steps), a.template)
+            report[label] = _with_interval(result, params.n_eval)
+        report["cpu_s"] = round(time.process_time() - started, 1)
+        (out_dir / role / "report.json").write_text(json.dumps(report, indent=1))
+        reports[role] = report
+    return reports
+
+
+def build_star_models(params: WorldParams, out_dir: Path) -> dict:
+    """Train one star-graph model per seed into `out_dir/stargraph-s<seed>`; returns their reports."""
+    from cotrepro.tasks.stargraph import StarGraphTask
+
+    s = params.stargraph
+    task = StarGraphTask(degree=s.degree, path_length=s.path_length, n_nodes=s.n_nodes)
+    tokenizer = build_symbol_tokenizer([str(i) for i in range(s.n_nodes)] + list(",|/=\n"))
+    test = task.load("test", limit=params.n_eval, seed=params.seed)
+    reports = {}
+    for seed in s.seeds:
+        folder = out_dir / f"stargraph-s{seed}"
+        if (folder / "report.json").is_file():
+            reports[folder.name] = json.loads((folder / "report.json").read_text())
+            continue
+        train = task.load("train", limit=s.n_train, seed=params.seed + seed)
+        started = time.process_time()
+        model = build_micro_model(s.model, tokenizer, seed=seed)
+        curves = train_from_scratch(model, tokenizer, [(p.question, p.answer + "\n") for p in train], steps=s.steps,
+                                    lr=s.lr, batch_size=s.batch_size, seed=seed, out_dir=folder,
+                                    curve_every=params.curve_every,
+                                    curve=lambda m: star_accuracy(m, tokenizer, test[:params.n_curve]))
+        cpu_s = time.process_time() - started
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / "curves.json").write_text(json.dumps(curves, indent=1))
+        result = star_accuracy(model, tokenizer, test)
+        reports[folder.name] = {"parameters": model.num_parameters(), "graphs": len(train),
+                                "train_cpu_s": round(cpu_s, 1), **_with_interval(result, params.n_eval),
+                                "shortcut_level": 1 / s.degree, "cpu_s": round(time.process_time() - started, 1)}
+        (folder / "report.json").write_text(json.dumps(reports[folder.name], indent=1))
+    return reports
+
+
+def build_world(params: WorldParams, out_dir: str | Path, parts=("arith", "stargraph")) -> dict:
+    """Train the micro world into `out_dir` and write `world.json` (see the module docstring)."""
+    import torch
+
+    out_dir = Path(out_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(params.threads)
     try:
-        corpora = build_corpora(params)
-        tokenizer = build_tokenizer(corpora["teacher"], params.vocab_size)
-        report: dict = {"params_hash": root.name}
-        for role, shape, steps in (("student", params.student, params.student_steps),
-                                   ("teacher", params.teacher, params.teacher_steps)):
-            out_dir = Path(paths[role])
-            started = time.time()
-            model = build_micro_model(shape, tokenizer, seed=params.seed)
-            lr = params.teacher_lr if role == "teacher" and params.teacher_lr else params.lr
-            curve = _train(model, tokenizer, corpora[role], steps, lr, params, out_dir)
-            model.eval()
-            model.save_pretrained(out_dir)
-            tokenizer.save_pretrained(out_dir)
-            (out_dir / "loss.json").write_text(json.dumps(curve))
-            report[role] = {"params": model.num_parameters(), "documents": len(corpora[role]),
-                            "train_seconds": round(time.time() - started, 1), "final_loss": curve[-1]["loss"],
-                            "multi_step_accuracy": multi_step_accuracy(model, tokenizer, params.n_eval, params.template,
-                                                                          max_value=params.max_value)}
-            if role == "student":
-                report[role]["one_step_accuracy"] = multi_step_accuracy(model, tokenizer, params.n_eval,
-                                                                        params.template, n_steps=(1, 1),
-                                                                        max_value=params.max_value)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "report.json").write_text(json.dumps(report, indent=2))  # written last: marks the cache complete
+        report: dict = {"params": to_dict(params), "params_hash": stable_hash(params)}
+        if "arith" in parts:
+            report.update(build_arith_models(params, out_dir))
+        if "stargraph" in parts:
+            report.update(build_star_models(params, out_dir))
     finally:
         torch.set_num_threads(threads)
-    return paths
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "world.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+SMOKE_WORLD = WorldParams(
+    arith=ArithWorldParams(
+        student=MicroModelParams(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64),
+        teacher=MicroModelParams(n_layers=1, d_model=48, n_heads=2, n_kv_heads=1, d_ff=96),
+        n_step_lines=30, n_one_step=30, n_two_step=20, n_statements=20, n_other_tasks=5, n_multi_step=60,
+        n_rewrites=10, student_steps=8, teacher_steps=8, batch_size=8),
+    stargraph=StarWorldParams(model=MicroModelParams(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64,
+                                                     max_seq_len=96), n_train=64, steps=8, batch_size=8, seeds=(0,)),
+    n_eval=16, n_curve=8, curve_every=4)
+
+
+def rebuild(out_dir: str | Path, smoke: bool = False, command: str = "") -> dict:
+    """`cotrepro world build`: train the micro world (the shipped settings, or a tiny one with
+    `smoke`) into `out_dir`, export its test problems and hash every file. A model already built
+    there (its `curves.json` is written last) is kept, so a killed build resumes."""
+    from cotrepro import world
+
+    params = SMOKE_WORLD if smoke else WorldParams()
+    out_dir = Path(out_dir)
+    report = build_world(params, out_dir)
+    world.export_test(out_dir, params.n_eval if smoke else 2000, params.arith.max_value, params.arith.template)
+    cpu = sum(r["cpu_s"] for r in report.values() if isinstance(r, dict) and "cpu_s" in r)
+    return world.write_manifest(out_dir, command, cpu)

@@ -9,15 +9,9 @@ saying what was asked for and why it failed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import torch
-
-from cotrepro.params import param
-
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+from cotrepro.sections import Dtype, LoraParams
 _ADAPTER_META = "cotrepro_adapter.json"  # base-architecture fingerprint written beside each adapter
 
 
@@ -25,33 +19,16 @@ class ModelLoadError(RuntimeError):
     """A model, tokenizer or adapter could not be loaded. The message is one line."""
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    """Which checkpoint to load and how."""
-
-    name_or_path: str = param(help="hub id or local directory of the base model")
-    revision: str | None = param(None, "hub revision (commit, branch or tag); None = default branch")
-    dtype: Dtype = param("auto", "weight dtype; auto = float32 on CPU, the checkpoint's dtype on GPU",
-                         choices=("auto", "float32", "bfloat16", "float16"))
-    load_in_4bit: bool = param(False, "QLoRA: load the base in 4-bit NF4 through bitsandbytes (GPU only)")
-
-
-@dataclass(frozen=True)
-class LoraParams:
-    """LoRA adapter shape (peft `LoraConfig`)."""
-
-    r: int = param(16, "LoRA rank", ge=1)
-    alpha: int = param(32, "LoRA alpha (scaling = alpha / r)", ge=1)
-    dropout: float = param(0.05, "dropout on the LoRA input", ge=0.0, le=1.0)
-    target_modules: str = param("all-linear", "modules to adapt: 'all-linear' or a comma-separated list of names")
-
-
 def default_device() -> str:
     """The device models go to when none is given: the GPU if there is one."""
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _torch_dtype(dtype: Dtype, device: str):
+    import torch
+
     if dtype == "auto":
         # bf16 matmuls are slow on most CPUs, so CPU runs stay in float32.
         return torch.float32 if device == "cpu" else "auto"
@@ -105,6 +82,8 @@ def load_model(name_or_path: str | Path, *, revision: str | None = None, dtype: 
 
 
 def _four_bit_kwargs(device: str) -> dict:
+    import torch
+
     if not device.startswith("cuda") or not torch.cuda.is_available():
         raise ModelLoadError("load_in_4bit needs a CUDA GPU (bitsandbytes NF4); set load_in_4bit: false on CPU")
     try:

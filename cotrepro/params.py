@@ -15,6 +15,7 @@ ge=..., le=..., choices=...)` (the help text is what `cotrepro validate --explai
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -41,21 +42,64 @@ def param(default: Any = dataclasses.MISSING, help: str = "", *, ge: float | Non
     return dataclasses.field(default=default, metadata=meta)
 
 
+class Invalid(ValueError):
+    """Raised by a section's `check()` for a mistake spanning fields: `Invalid(key, message)`."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, read as YAML 1.2 reads numbers: `1e-4` is a float (YAML 1.1, and so
+    plain PyYAML, needs `1.0e-4` and reads `1e-4` as a string, which no user means)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+Where = dict[str, tuple[str, int]]  # dotted key -> (file, line) where it was written
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a params file, resolving `include:` (relative to the including file) recursively."""
-    path = Path(path)
-    return _load_yaml(path, seen=())
+    return load_yaml_where(path)[0]
 
 
-def _load_yaml(path: Path, seen: tuple[Path, ...]) -> dict:
+def load_yaml_where(path: str | Path) -> tuple[dict, Where]:
+    """`load_yaml`, plus where each dotted key was written (for error messages)."""
+    return _load_yaml(Path(path), seen=())
+
+
+def _read_text(path: Path, including: Path | None) -> str:
+    via = f" (from the include: of {including})" if including else ""
+    if path.is_dir():
+        raise ParamsError(f"{path}: cannot read file: it is a folder{via}")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ParamsError(f"{path}: cannot read file ({e.strerror or e}){via}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ParamsError(f"{path}: line {line}: not a UTF-8 text file (byte 0x{data[e.start]:02x}); "
+                          f"a params file is YAML text") from None
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...], including: Path | None = None) -> tuple[dict, Where]:
     if path.resolve() in seen:
         raise ParamsError(f"{path}: include: circular include")
+    text = _read_text(path, including)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ParamsError(f"{path}: cannot read file ({e.strerror or e})") from None
-    try:
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"
@@ -65,20 +109,49 @@ def _load_yaml(path: Path, seen: tuple[Path, ...]) -> dict:
         data = {}
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    where: Where = {}
+    _key_lines(node, path, "", where)
     include = data.pop("include", None)
     if include is None:
-        return data
-    if not isinstance(include, str):
-        raise ParamsError(f"{path}: include: expected a file path string")
-    base = _load_yaml(path.parent / include, seen + (path.resolve(),))
-    return deep_merge(base, data)
+        return data, where
+    includes = [include] if isinstance(include, str) else include
+    if not isinstance(includes, list) or not includes or not all(isinstance(i, str) for i in includes):
+        raise ParamsError(f"{path}: include: expected a file path or a list of file paths "
+                          f"(line {where['include'][1]})")
+    merged: dict = {}
+    merged_where: Where = {}
+    for name in includes:
+        if not (path.parent / name).is_file():
+            what = "is a folder, not a params file" if (path.parent / name).is_dir() else "no such file"
+            raise ParamsError(f"{path}: include: {name}: {what} (line {where['include'][1]})")
+        base, base_where = _load_yaml(path.parent / name, seen + (path.resolve(),), including=path)
+        merged = deep_merge(merged, base)
+        merged_where.update(base_where)
+    merged_where.update(where)
+    return deep_merge(merged, data), merged_where
+
+
+def _key_lines(node, path: Path, prefix: str, where: Where) -> None:
+    """Record the line of every key of a mapping node (recursively); a key written twice in one
+    mapping is an error (PyYAML would silently keep the last)."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ParamsError(f"{path}: {prefix}{key}: written twice (lines {seen[key]} and {line}); keep one")
+        seen[key] = line
+        where[prefix + key] = (str(path), line)
+        _key_lines(value_node, path, f"{prefix}{key}.", where)
 
 
 def step_params_file(params_file: str | Path, name: str, key: str) -> Path:
     """Another step's params file, named at `key` of `params_file`, resolved against its folder.
 
     Steps that read an earlier step's results name that step's params file (e.g.
-    `sot.traces_from: 02_sample_teacher_traces.yaml`); a missing one is a one-line ParamsError.
+    `traces_from: 02_sample_teacher_traces.yaml`); a missing one is a one-line ParamsError.
     """
     if not name:
         raise ParamsError(f"{params_file}: {key}: must name the params file of the step it reads")
@@ -101,14 +174,53 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def load_params(path: str | Path, schema: type[T], overrides: dict | None = None) -> T:
     """Load `path` (plus optional in-memory overrides, e.g. from papermill) into `schema`."""
-    data = load_yaml(path)
+    data, where = load_yaml_where(path)
     if overrides:
         data = deep_merge(data, overrides)
-    return from_dict(schema, data, source=str(path))
+    return from_dict(schema, data, source=str(path), where=where)
 
 
-def from_dict(schema: type[T], data: dict, source: str = "<params>", prefix: str = "") -> T:
-    """Build the frozen dataclass `schema` from a plain mapping, checking every key."""
+def from_dict(schema: type[T], data: dict, source: str = "<params>", prefix: str = "",
+              where: Where | None = None) -> T:
+    """Build the frozen dataclass `schema` from a plain mapping, checking every key, then run the
+    cross-field `check()` of every section that has one."""
+    try:
+        built = _build(schema, data, source, prefix)
+        _run_checks(built, source, prefix)
+    except ParamsError as e:
+        raise ParamsError(_located(str(e), source, where or {})) from None
+    return built
+
+
+def _located(message: str, source: str, where: Where) -> str:
+    """`message` with the line its key was written on, and the file when it was an include."""
+    head = f"{source}: "
+    if not message.startswith(head):
+        return message
+    key = message[len(head):].split(": ", 1)[0]
+    key = re.sub(r"\[\d+\]$", "", key)
+    while key and key not in where:
+        key = key.rpartition(".")[0]
+    if not key:
+        return message
+    file, line = where[key]
+    return f"{message} (line {line})" if Path(file) == Path(source) else f"{message} ({file} line {line})"
+
+
+def _run_checks(obj: Any, source: str, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _run_checks(value, source, f"{prefix}{f.name}.")
+    check = getattr(obj, "check", None)
+    if check is not None:
+        try:
+            check()
+        except Invalid as e:
+            raise ParamsError(f"{source}: {prefix}{e.key}: {e.message}") from None
+
+
+def _build(schema: type[T], data: dict, source: str, prefix: str) -> T:
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: {prefix.rstrip('.') or '(top level)'}: expected a mapping")
     fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
@@ -162,7 +274,7 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             raise ParamsError(f"{source}: {key}: expected one of {list(args)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, source, prefix=key + ".")
+        return _build(tp, value, source, prefix=key + ".")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ParamsError(f"{source}: {key}: expected a list, got {_show(value)}")

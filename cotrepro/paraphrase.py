@@ -76,11 +76,26 @@ def paraphrase(problems: Sequence[Problem], task: Task, *, traces: Sequence[str]
     if len(outputs) != len(prompts) or any(not o for o in outputs):
         raise ValueError(f"paraphrase: the generator must return completions "
                          f"for each of {len(prompts)} prompts")
-    return [check_paraphrase(task, p, t, out[0].strip()) for p, t, out in zip(problems, traces, outputs)]
+    from cotrepro.grade import grade_problems
+
+    texts = [out[0].strip() for out in outputs]
+    verdicts = grade_problems(task, list(problems) * 2, list(traces) + texts, progress=False)
+    correct = [bool(v["correct"]) for v in verdicts]
+    n = len(texts)
+    return [check_paraphrase(task, p, t, text, correct[i], correct[n + i])
+            for i, (p, t, text) in enumerate(zip(problems, traces, texts))]
 
 
-def check_paraphrase(task: Task, problem: Problem, original: str, text: str) -> Paraphrase:
-    """Keep `text` as a paraphrase of `original` only if its final answer is unchanged (module doc)."""
+def check_paraphrase(task: Task, problem: Problem, original: str, text: str, original_correct: bool | None = None,
+                     text_correct: bool | None = None) -> Paraphrase:
+    """Keep `text` as a paraphrase of `original` only if its final answer is unchanged (module doc).
+    The two verdicts come from the grader (`cotrepro.grade`, which bounds its time per item);
+    `paraphrase` passes them in, graded in one batch."""
+    if original_correct is None or text_correct is None:
+        from cotrepro.grade import grade_problems
+
+        original_correct, text_correct = (bool(v["correct"]) for v in
+                                          grade_problems(task, [problem] * 2, [original, text], progress=False))
     answer_original = task.extract(original)
     answer = task.extract(text) if text else None
 
@@ -93,7 +108,7 @@ def check_paraphrase(task: Task, problem: Problem, original: str, text: str) -> 
         return result(False, "no final answer found in the paraphrase")
     if answer_original is not None and answer.strip() == answer_original.strip():
         return result(True, "same final answer")
-    if task.verify(problem, original).correct and task.verify(problem, text).correct:
+    if original_correct and text_correct:
         return result(True, "different answer text, both verified correct")
     return result(False, f"final answer changed: {answer_original!r} -> {answer!r}")
 

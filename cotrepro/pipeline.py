@@ -1,129 +1,199 @@
-"""Run notebooks with papermill: one step, or the whole pipeline of a scale.
+"""Run the notebooks with papermill: one step, or the whole pipeline of a scale.
 
-A step is a notebook `notebooks/NN_name.ipynb` and its params file `params/<scale>/NN_name.yaml`;
-a variant of a step (another task or model) is `params/<scale>/NN_name__variant.yaml`, run by the
-same notebook.
-The executed notebook is kept in the step's run directory (`runs/<experiment>/<params-hash>/`)
-beside its results; a `DONE.json` there marks the step complete, so `reproduce` skips it next
-time and a killed pipeline resumes at the first unfinished step.
+A step runs as its notebook `notebooks/NN_<step>.ipynb` with a params file whose `step:` names
+it. Its results go to `<run root>/<step>/<params hash>/`, beside the executed notebook; a
+`DONE.json` there marks the step complete, written only after the notebook finished without
+error, so `reproduce` skips it next time and a killed pipeline resumes at the first unfinished
+step. A step that produced nothing usable raises (`steps.Degenerate`) and is not marked done.
+
+Notebooks open their step with `open_step(params_file, run_root, step=...)`: it checks that the
+params file is for this notebook, resolves every path against the repository root (so a notebook
+opened in Jupyter from `notebooks/` finds the same runs as the command line), creates the run
+folder and quiets the libraries.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from cotrepro.config import REPO_ROOT, load_experiment
-from cotrepro.store import DEFAULT_ROOT, RunDir
+from cotrepro import paths, steps
+from cotrepro.params import ParamsError, step_params_file
+from cotrepro.store import RunDir
 
-log = logging.getLogger(__name__)
-
-NOTEBOOKS = REPO_ROOT / "notebooks"
-PARAMS = REPO_ROOT / "params"
 DONE = "DONE.json"
 
 
 class StepFailed(RuntimeError):
-    """A notebook raised; the message names the step and its executed notebook."""
+    """A notebook raised; the message names the step, the error and the executed notebook."""
 
 
-def run_root(root: str | Path | None) -> Path:
-    path = Path(root) if root else DEFAULT_ROOT
-    return path if path.is_absolute() else (REPO_ROOT / path)
+@dataclass(frozen=True)
+class StepRun:
+    """A step opened with its params: where its results live."""
+
+    step: steps.Step
+    params: Any
+    params_file: Path
+    dir: RunDir
+    root: Path
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    @property
+    def done(self) -> bool:
+        return (self.path / DONE).is_file()
+
+    @property
+    def figures(self) -> Path:
+        return paths.figures_dir(self.params.scale, self.root)
+
+    @property
+    def label(self) -> str:
+        return steps.label(self.params_file)
+
+    def upstream(self, field: str) -> StepRun:
+        """The stored run of the step whose params file this step's `field` names (relative to
+        this params file's folder); one line telling the command to run when it is not done."""
+        other = step_params_file(self.params_file, getattr(self.params, field), field)
+        run = locate(other, self.root)
+        if not run.done:
+            raise FileNotFoundError(
+                f"{paths.shown(self.params_file)}: {field}: step {run.step.stem} has no stored results for "
+                f"{paths.shown(other)}; run it first: cotrepro run {paths.shown(run.step.notebook)} -f {paths.shown(other)}")
+        return run
 
 
-def step_run_dir(params_file: str | Path, root: str | Path | None = None) -> RunDir:
-    """The run directory a params file's step writes to (created if missing)."""
-    params = load_experiment(params_file)
-    return RunDir.open(params.experiment, params, root=run_root(root), seeds=[params.seed])
+def locate(params_file: str | Path, run_root: str | Path | None = None) -> StepRun:
+    """The run of a params file (its folder is not created)."""
+    params_file = paths.resolve(params_file)
+    step, params = steps.load(params_file)
+    root = paths.run_root(run_root)
+    return StepRun(step, params, params_file, RunDir.locate(step.name, params, root), root)
+
+
+def open_step(params_file: str | Path, run_root: str | Path | None = None, step: str | None = None) -> StepRun:
+    """Load a step's params, check they are for `step`, create its run folder, set threads and
+    quiet the libraries: the first cell of every notebook."""
+    run = locate(params_file, run_root)
+    if step is not None and run.step.name != step:
+        raise ParamsError(f"{paths.shown(run.params_file)}: step: the file is for {run.step.name!r}, but this "
+                          f"notebook runs {step!r} (use params/<scale>/{steps.get_step(step).stem}.yaml)")
+    RunDir.open(run.step.name, run.params, run.root)
+    compute = getattr(run.params, "compute", None)
+    if compute is not None:
+        import torch
+
+        torch.set_num_threads(compute.threads)
+    from cotrepro.quiet import quiet_libraries
+
+    quiet_libraries()
+    return run
 
 
 def run_notebook(notebook: str | Path, params_file: str | Path, run_root: str | Path | None = None,
-                 force: bool = False) -> Path:
-    """Execute `notebook` with `params_file`; returns the executed notebook's path."""
-    import papermill
-
-    notebook, params_file = Path(notebook).resolve(), Path(params_file).resolve()
-    if not notebook.exists():
-        raise FileNotFoundError(f"no such notebook: {notebook}")
-    run = step_run_dir(params_file, run_root)  # validates the params first: one line on error
+                 force: bool = False) -> tuple[StepRun, bool]:
+    """Execute `notebook` with `params_file` unless its results are stored; (run, whether it ran)."""
+    notebook = paths.resolve(notebook)
+    if notebook.suffix != ".ipynb":
+        raise FileNotFoundError(f"{paths.shown(notebook)}: run the notebook (.ipynb); the .py beside it is its "
+                                f"jupytext text copy")
+    if not notebook.is_file():
+        raise FileNotFoundError(f"no such notebook: {paths.shown(notebook)}")
+    run = locate(params_file, run_root)  # validates the params: one line on error
+    if notebook.stem != run.step.stem:
+        raise ParamsError(f"{paths.shown(run.params_file)}: step: the file is for {run.step.name!r} "
+                          f"({run.step.stem}.ipynb), not {notebook.name}")
+    if run.done and not force:
+        return run, False
+    run.path.mkdir(parents=True, exist_ok=True)
+    (run.path / DONE).unlink(missing_ok=True)
     executed = run.path / notebook.name
-    if (run.path / DONE).exists() and not force:
-        log.info("%s: results stored in %s, skipped", notebook.stem, run.path)
-        return executed
     start = time.time()
+    _execute(notebook, executed, run)
+    RunDir(run.path).write_json(DONE, {"notebook": notebook.name, "params_file": paths.shown(run.params_file),
+                                       "seconds": round(time.time() - start, 1)})
+    return run, True
+
+
+def _execute(notebook: Path, executed: Path, run: StepRun) -> None:
+    import papermill
+    from traitlets.config import Config
+
+    # IPC sockets, not TCP: the kernel is local, and over TCP ipykernel warns on every start
+    # that its traffic is unencrypted.
+    config = Config({"KernelManager": {"transport": "ipc"}})
     try:
         papermill.execute_notebook(
-            str(notebook), str(executed), cwd=str(REPO_ROOT), kernel_name="python3",
-            parameters={"params_file": str(params_file), "run_root": str(run.path.parents[1])},
-            progress_bar=False, log_output=False,
-        )
+            str(notebook), str(executed), cwd=str(paths.REPO_ROOT), kernel_name="python3",
+            parameters={"params_file": str(run.params_file), "run_root": str(run.root)},
+            progress_bar=False, log_output=False, stdout_file=None, stderr_file=None, config=config)
     except papermill.PapermillExecutionError as e:
-        raise StepFailed(f"{notebook.stem} failed ({e.ename}: {e.evalue}); executed notebook: {executed}") from None
-    run.write_json(DONE, {"notebook": notebook.name, "params_file": str(params_file),
-                          "seconds": round(time.time() - start, 1)})
-    return executed
+        raise StepFailed(f"{run.step.stem} failed ({e.ename}: {_first_line(e.evalue)}); "
+                         f"executed notebook: {paths.shown(executed)}") from None
 
 
-def steps(scale: str, only: list[str] | None = None) -> list[tuple[Path, Path]]:
-    """(notebook, params file) pairs of a scale, in pipeline order."""
-    folder = PARAMS / scale
-    pairs = []
-    for params_file in sorted(folder.glob("[0-9][0-9]_*.yaml")):
-        if only and params_file.stem not in only and params_file.stem[:2] not in only:
-            continue
-        notebook = NOTEBOOKS / f"{params_file.stem.split('__')[0]}.ipynb"
-        if not notebook.exists():
-            raise FileNotFoundError(f"{params_file}: no notebook {notebook.relative_to(REPO_ROOT)}")
-        pairs.append((notebook, params_file))
-    if only:
-        found = {p.stem for _, p in pairs} | {p.stem[:2] for _, p in pairs}
-        missing = [name for name in only if name not in found]
-        if missing:
-            raise FileNotFoundError(f"no step named {', '.join(missing)} in {folder}")
-    return pairs
+def _first_line(text: str) -> str:
+    return (str(text).strip().splitlines() or [""])[0][:400]
+
+
+def pipeline(scale: str, only: list[str] | None = None) -> list[Path]:
+    """The params files of `scale` to run, in order (`only`: step names, numbers or file stems)."""
+    files = steps.params_files(scale)
+    if not files:
+        raise FileNotFoundError(f"no params files under {paths.shown(paths.REPO_ROOT / 'params' / scale)}")
+    if not only:
+        return files
+    picked = [f for f in files if {f.stem, f.stem[:2], steps.label(f), steps.label(f).split("__")[0]} & set(only)]
+    known = {k for f in files for k in (f.stem, f.stem[:2], steps.label(f), steps.label(f).split("__")[0])}
+    missing = [name for name in only if name not in known]
+    if missing:
+        raise FileNotFoundError(f"no step {', '.join(missing)} in params/{scale}/ (steps: "
+                                f"{', '.join(f.stem for f in files)})")
+    return picked
 
 
 def reproduce(scale: str = "micro", only: list[str] | None = None, run_root: str | Path | None = None,
-              force: bool = False) -> list[Path]:
-    """Run every step of `scale` in order, skipping stored ones; one log line per step."""
-    pairs = steps(scale, only)
-    executed = []
-    total_start = time.time()
-    for i, (notebook, params_file) in enumerate(pairs, start=1):
-        run = step_run_dir(params_file, run_root)
-        stored = (run.path / DONE).exists() and not force
-        prefix = f"[{i}/{len(pairs)}] {notebook.stem}"
-        if stored:
-            print(f"{prefix}: stored in {run.path.relative_to(REPO_ROOT) if run.path.is_relative_to(REPO_ROOT) else run.path}, skipped", flush=True)
-        else:
-            print(f"{prefix}: running ...", flush=True)
+              force: bool = False) -> list[StepRun]:
+    """Run every step of `scale` in order, skipping stored ones; one line per step."""
+    files = pipeline(scale, only)
+    runs, total_start = [], time.time()
+    for i, params_file in enumerate(files, start=1):
+        run = locate(params_file, run_root)
+        prefix = f"[{i}/{len(files)}] {params_file.stem}"
+        if run.done and not force:
+            print(f"{prefix}: stored in {paths.shown(run.path)}, skipped", flush=True)
+            runs.append(run)
+            continue
+        print(f"{prefix}: running ...", flush=True)
         start = time.time()
-        executed.append(run_notebook(notebook, params_file, run_root, force))
-        if not stored:
-            print(f"{prefix}: done in {time.time() - start:.0f}s", flush=True)
-    print(f"{scale}: {len(pairs)} steps in {time.time() - total_start:.0f}s", flush=True)
-    return executed
+        run, _ = run_notebook(run.step.notebook, params_file, run_root, force)
+        print(f"{prefix}: done in {time.time() - start:.0f}s, results in {paths.shown(run.path)}", flush=True)
+        runs.append(run)
+    print(f"{scale}: {len(files)} steps in {time.time() - total_start:.0f}s", flush=True)
+    return runs
 
 
-def stored_results(scale: str, run_root: str | Path | None = None) -> dict[str, RunDir]:
-    """Step name -> run directory, for every step of `scale` whose results are stored."""
-    found = {}
-    for _, params_file in steps(scale):
-        run = step_run_dir(params_file, run_root)
-        if (run.path / DONE).exists():
-            found[params_file.stem] = run
-    return found
+def stored_results(scale: str, run_root: str | Path | None = None) -> list[StepRun]:
+    """The runs of `scale`'s params files whose results are stored, in pipeline order."""
+    return [run for f in steps.params_files(scale) if (run := locate(f, run_root)).done]
 
 
 def figures(scale: str = "micro", run_root: str | Path | None = None) -> list[Path]:
-    """Regenerate every figure and table of `scale` from stored results (no training)."""
-    from cotrepro.report import write_all
+    """Regenerate every figure and table of `scale` from stored results (nothing is trained)."""
+    from cotrepro.plots import write_all
 
-    return write_all(stored_results(scale, run_root), scale=scale)
+    stored = stored_results(scale, run_root)
+    if not any(run.step.name not in ("write_findings",) for run in stored):
+        raise FileNotFoundError(f"no stored results for scale {scale} under {paths.shown(paths.run_root(run_root))}: "
+                                f"nothing written (run `cotrepro reproduce --scale {scale}` first)")
+    return write_all(stored, scale, paths.figures_dir(scale, run_root))
 
 
-def read_done(run: RunDir) -> dict:
+def read_done(run: StepRun) -> dict:
     return json.loads((run.path / DONE).read_text())

@@ -1,149 +1,116 @@
-"""`cotrepro plan PARAMS.yaml`: what a run will cost before it starts.
+"""`cotrepro plan`: what a step, or a whole scale, will cost before it starts.
 
-Counts the work a step's params ask for (problems, sampled completions, Monte Carlo rollouts,
-fine-tuning runs and training tokens) and turns it into hours on the machine at hand using the
-throughput measured by the benchmarks (`bench/results/throughput.json`, written by
-`bench/bench_*.py`). The counts are upper bounds: every completion is costed at `max_new_tokens`
-and every training example at the task's typical length. The estimate is only as good as the
-benchmark was for this machine; the output says which measurement it used.
+Each step's module counts the work its params ask for (`cost(P, set_size)`: fine-tunes, examples
+seen by the optimisers, generated tokens; upper bounds). Turning counts into time needs a
+throughput measured on the same kind of model and machine:
+
+- micro and smoke: the CPU rates `bench/bench_*.py` measured for the micro models on this kind of
+  machine (`bench/results/throughput.json`), divided by the parallel jobs; and, when a run of
+  exactly these params is stored, the time it took.
+- paper: GPU-hours from the models' sizes on one H200, under assumptions stated in the output (a
+  training step costs 6 x parameters FLOPs per token at 35% of the bf16 peak; vLLM samples at the
+  tokens/s given below). Micro-model throughput says nothing about a 1.5B model and is never used.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
-from cotrepro.config import REPO_ROOT, ExperimentParams, load_experiment
+from cotrepro import paths, steps
 
-THROUGHPUT = REPO_ROOT / "bench" / "results" / "throughput.json"
-# typical prompt + completion tokens of one training example (measured on the tokenizers in use:
-# the micro BPE for arith, the Qwen2.5 tokenizer for the benchmarks)
-EXAMPLE_TOKENS = {"arith": 90, "stargraph": 60, "gsm8k": 300, "math": 550, "math500": 550,
-                  "countdown": 250, "mbpp": 300}
-
-
-@dataclass
-class Cost:
-    problems: int = 0
-    samples: int = 0  # completions generated (teacher traces, evaluations, RFT samples, paraphrases)
-    rollouts: int = 0  # Monte Carlo rollouts for step values
-    runs: int = 0  # fine-tuning runs
-    train_tokens: int = 0  # tokens seen by the optimiser, summed over runs and epochs
-    notes: list[str] = field(default_factory=list)
-
-
-def step_cost(name: str, p: ExperimentParams) -> Cost:
-    """The work of step `name` (the notebook name without its number) under params `p`."""
-    t, s, e = p.task, p.sampling, p.eval
-    per_example = EXAMPLE_TOKENS.get(t.name, 300)
-    eval_samples = t.n_test * (1 + e.k)  # greedy pass@1 plus k samples for pass@k / maj@k
-    c = Cost(problems=t.n_train + t.n_test)
-    if name in ("verifier_sanity", "pretrain_micro_world", "write_findings"):
-        c.problems = 0
-    if name == "verifier_sanity":
-        c.notes.append("grading only: every gold solution of every local benchmark")
-    elif name == "pretrain_micro_world":
-        m = p.micro
-        c.runs = 2
-        c.train_tokens = (m.student_steps + m.teacher_steps) * m.batch_size * m.student.max_seq_len
-    elif name == "sample_teacher_traces":
-        c.samples = t.n_train * s.k
-    elif name == "train_on_traces":
-        c.runs = len(p.sot.seeds) * sum(cond != "none" for cond in p.sot.conditions)
-        c.samples = eval_samples * len(p.sot.seeds) * len(p.sot.conditions)
-        c.train_tokens = int(c.runs * t.n_train * p.train.epochs * per_example)
-    elif name == "paraphrase_distance":
-        c.samples = t.n_train + eval_samples * len(p.sot.seeds)
-        c.runs = len(p.sot.seeds)
-        c.train_tokens = int(c.runs * t.n_train * p.train.epochs * per_example)
-    elif name == "corrupt_steps":
-        c.runs = len(p.sot.seeds) * len(p.sot.operators) * len(p.sot.levels)
-        c.samples = eval_samples * c.runs
-        c.train_tokens = int(c.runs * t.n_train * p.train.epochs * per_example)
-    elif name == "scale_synthetic_data":
-        g = p.scaling
-        seeds = len(g.seeds)
-        sizes = {m: g.method_sizes(m) for m in ("sft", "rft", "dpo_step", "dpo_random", "dpo_edit")}
-        c.problems = int(max(g.sizes) * g.pool_factor) + t.n_test
-        c.samples = (int(max(g.sizes) * g.pool_factor) * g.teacher_samples
-                     + seeds * sum(sizes["rft"]) * g.self_samples
-                     + seeds * eval_samples * sum(len(v) for v in sizes.values()))
-        negatives = seeds * sum(sizes["dpo_step"]) * min(g.self_samples, p.stepvalues.negatives_per_problem)
-        c.rollouts = negatives * 4 * p.stepvalues.rollouts  # ~4 steps per arith/GSM8K trace
-        c.runs = seeds * sum(len(v) for v in sizes.values())
-        c.train_tokens = int(seeds * per_example * p.train.epochs * (
-            sum(sizes["sft"]) + sum(sizes["rft"]) * (1 + g.rft_cap)
-            + 2 * sum(sizes["dpo_step"]) * p.stepvalues.negatives_per_problem))
-        c.notes.append("DPO runs count chosen and rejected sequences; small sizes may train longer (scaling.min_steps)")
-    elif name == "inspect_advantages":
-        a = p.advantages
-        c.problems = a.n_problems
-        c.samples = a.n_problems * a.samples
-        c.rollouts = (a.max_correct + a.max_incorrect + a.probes) * 4 * p.stepvalues.rollouts
-    elif name == "stargraph_shortcut":
-        g = p.stargraph
-        c.problems = t.n_train + t.n_test
-        c.samples = g.dpo_problems * g.samples + 2 * t.n_test
-        c.rollouts = g.dpo_problems * g.samples * g.path_length * p.stepvalues.rollouts
-        c.runs = 2
-        c.train_tokens = int((t.n_train + 2 * g.dpo_problems) * p.train.epochs * EXAMPLE_TOKENS["stargraph"])
-    elif name == "write_findings":
-        c.notes.append("reads stored results only")
-    return c
+# typical prompt + completion tokens of one training example (micro: the world's tokenizer;
+# benchmarks: the Qwen2.5 tokenizer)
+EXAMPLE_TOKENS = {"arith": 90, "stargraph": 45, "gsm8k": 300, "math": 550, "math500": 550, "countdown": 250,
+                  "mbpp": 300}
+# parameters of the paper-scale checkpoints (billions)
+BILLIONS = {"Qwen/Qwen2.5-1.5B": 1.54, "google/gemma-2-2b": 2.61, "meta-llama/Llama-3.1-8B": 8.03,
+            "Qwen/Qwen2.5-7B-Instruct": 7.62, "google/gemma-2-9b-it": 9.24, "google/gemma-2-27b-it": 27.2,
+            "meta-llama/Llama-3.1-70B-Instruct": 70.6}
+H200_BF16_FLOPS = 989e12
+ASSUMED_MFU = 0.35
+# vLLM tokens/s on one H200 for a model of B billion parameters, batched sampling: an assumption
+# to be replaced by `bench/bench_gpu.py` on the machine at hand
+ASSUMED_VLLM_TOKENS_PER_S = {1.5: 20_000, 3: 12_000, 8: 6_000, 30: 1_800}
+SET_SIZE = {"micro": 1000, "smoke": 12, "paper": 600}  # matched H/G/W problems before step 02 ran
 
 
-def machine_kind() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover
-        return "cpu"
+def _vllm_rate(billions: float) -> float:
+    for size, rate in sorted(ASSUMED_VLLM_TOKENS_PER_S.items()):
+        if billions <= size:
+            return rate
+    return ASSUMED_VLLM_TOKENS_PER_S[max(ASSUMED_VLLM_TOKENS_PER_S)]
 
 
-def hours(c: Cost, p: ExperimentParams, kind: str) -> tuple[float | None, str]:
-    """Estimated hours for `c` on a machine of `kind`, and which measurement it rests on."""
-    if not THROUGHPUT.exists():
-        return None, "no benchmark measured yet (run `make bench`)"
-    measured = json.loads(THROUGHPUT.read_text()).get(kind)
-    if not measured:
-        return None, f"no {kind} benchmark measured yet (run `make bench` on this machine)"
-    gen_tokens = (c.samples * p.sampling.max_new_tokens + c.rollouts * p.sampling.max_new_tokens // 2)
-    seconds = gen_tokens / measured["sample_tokens_per_s"] + c.train_tokens / measured["train_tokens_per_s"]
-    return seconds / 3600, f"{kind} throughput measured {measured.get('measured', '?')} ({measured.get('machine', '?')})"
+def _cost(params_file: Path):
+    import importlib
+
+    step, P = steps.load(params_file)
+    return step, P, importlib.import_module(step.module).cost(P, SET_SIZE[P.scale])
+
+
+def _model_billions(P) -> float:
+    names = [getattr(P, role).name for role in ("student", "teacher") if getattr(P, role, None) is not None]
+    known = [BILLIONS[n] for n in names if n in BILLIONS]
+    return max(known) if known else 0.0
+
+
+def _gpu_hours(P, cost, task: str) -> str:
+    billions = _model_billions(P)
+    if not billions:
+        return "unknown: the model sizes are not in cotrepro.plan.BILLIONS; add them"
+    train = 6 * billions * 1e9 * cost.train_examples * EXAMPLE_TOKENS.get(task, 300) / (H200_BF16_FLOPS * ASSUMED_MFU)
+    sample = cost.generated_tokens / _vllm_rate(billions)
+    return (f"{(train + sample) / 3600:.1f} GPU-hours on one H200 (training {train / 3600:.1f} h at {ASSUMED_MFU:.0%} "
+            f"of the bf16 peak, sampling {sample / 3600:.1f} h at an assumed {_vllm_rate(billions):,} tokens/s with "
+            f"vLLM; measure both with bench/bench_gpu.py)")
+
+
+def _cpu_estimate(cost, task: str, workers: int | None) -> str:
+    if not paths.THROUGHPUT.is_file():
+        return "unknown: no throughput measured yet (run `make bench`)"
+    rates = json.loads(paths.THROUGHPUT.read_text()).get("cpu")
+    if not rates:
+        return "unknown: no CPU throughput in bench/results/throughput.json (run `make bench`)"
+    cores = workers or len(os.sched_getaffinity(0))
+    seconds = (cost.train_examples * EXAMPLE_TOKENS.get(task, 90) / rates["train_tokens_per_s"]
+               + cost.generated_tokens / rates["sample_tokens_per_s"]) / max(1, min(cores, max(1, cost.fine_tunes)))
+    return (f"at most {seconds / 60:.0f} min on {cores} core(s) (upper bound: every completion at its limit; CPU rates "
+            f"measured {rates.get('measured', '?')} on {rates.get('machine', '?')})")
 
 
 def plan(params_file: str | Path) -> str:
-    """A human-readable cost summary of one params file."""
-    from cotrepro.report import notebook_name
-
+    """A human-readable cost summary of one params file (the step comes from its `step:` key)."""
     params_file = Path(params_file)
-    p = load_experiment(params_file)
-    name = notebook_name(params_file.stem)
-    c = step_cost(name, p)
-    kind = machine_kind()
-    h, basis = hours(c, p, kind)
-    lines = [f"{params_file} ({name}, scale {p.scale})",
-             f"  problems            {c.problems:>12,}",
-             f"  sampled completions {c.samples:>12,}   (each up to {p.sampling.max_new_tokens} new tokens)",
-             f"  Monte Carlo rollouts{c.rollouts:>12,}",
-             f"  fine-tuning runs    {c.runs:>12,}",
-             f"  training tokens     {c.train_tokens:>12,}"]
-    lines.append(f"  estimate            {'unknown' if h is None else f'{h:.2f} h'} on this {kind} machine: {basis}")
-    previous = _previous_run_seconds(params_file)
-    if previous is not None:
-        lines.append(f"  measured            a stored run of these params took {previous / 60:.1f} min")
-    lines += [f"  note: {n}" for n in c.notes]
+    step, P, cost = _cost(params_file)
+    task = getattr(getattr(P, "task", None), "name", "arith")
+    lines = [f"{params_file} ({step.stem}, scale {P.scale})",
+             f"  fine-tunes            {cost.fine_tunes:>14,}",
+             f"  examples trained on   {cost.train_examples:>14,}   (summed over runs and epochs)",
+             f"  generated tokens      {cost.generated_tokens:>14,}   (at most)"]
+    if P.scale == "paper":
+        lines.append(f"  estimate              {_gpu_hours(P, cost, task)}")
+    else:
+        compute = getattr(P, "compute", None)
+        lines.append(f"  estimate              {_cpu_estimate(cost, task, compute.workers if compute else None)}")
+        done = _stored_seconds(params_file)
+        if done is not None:
+            lines.append(f"  measured              a stored run of exactly these params took {done / 60:.1f} min")
+    lines += [f"  note: {n}" for n in cost.notes]
     return "\n".join(lines)
 
 
-def _previous_run_seconds(params_file: Path) -> float | None:
-    """The wall time a finished run of these exact params took (from its DONE.json), if any."""
-    from cotrepro.pipeline import DONE, run_root
-    from cotrepro.store import stable_hash
-    from cotrepro.params import to_dict
+def plan_scale(scale: str) -> str:
+    """`plan` of every step of a scale."""
+    files = steps.params_files(scale)
+    if not files:
+        raise FileNotFoundError(f"no params files under params/{scale}/")
+    return "\n".join(plan(f) for f in files)
 
-    p = load_experiment(params_file)
-    done = run_root(None) / p.experiment / stable_hash(to_dict(p)) / DONE
-    return json.loads(done.read_text()).get("seconds") if done.exists() else None
+
+def _stored_seconds(params_file: Path) -> float | None:
+    from cotrepro.pipeline import DONE, locate
+
+    run = locate(params_file)
+    return json.loads((run.path / DONE).read_text()).get("seconds") if run.done else None

@@ -1,42 +1,78 @@
 """Intervals, power-law fits, iso-error multipliers and verdicts for the findings report.
 
 Every number in `figures/FINDINGS.md` comes with a 95% interval and a verdict; this module makes
-both, the same way for every claim:
+both, the same way for every claim. Every model is trained with several seeds and scored on the
+same test problems, so outcomes are 2-D arrays (seeds, problems) of per-problem scores (0/1, or a
+pass@k estimate in [0, 1]); a 1-D array is read as one seed.
 
-- `bootstrap_ci`, `diff_ci`: percentile bootstrap of a statistic / a difference of means.
-- `binomial_ci`: Wilson score interval of an accuracy.
-- `fit_power_law`: err = a * n^(-b), least squares in log-log space (Setlur et al. 2024, Fig. 2).
-- `iso_error_multiplier`: the 2x / 8x of Setlur et al.: a method trained on n problems reaches an
-  error that SFT (on teacher positives) reaches on m problems, read off the fitted SFT curve;
-  the multiplier is m / n.
-- `bootstrap_multiplier`: a CI for that multiplier by a paired bootstrap over TEST PROBLEMS
-  (every model is scored on the same test set, so one resample of problem indices is applied to
-  every curve point and to the method at once); the training runs themselves are not resampled.
-- `verdict`: reproduced / not reproduced / inconclusive from a CI and the claimed direction.
+Intervals
+- `two_level_bootstrap`: the seed-aware interval. One resample draws, for each group (model)
+  independently, its seed rows with replacement and averages them per problem; then ONE set of
+  problem indices, shared by all groups (every model saw the same problems, so the comparison is
+  paired). Resamples where the statistic is nan or +-inf are counted; above 2.5% of them the
+  interval is undefined (nan ends, "inconclusive"). With one seed per group it is the paired
+  problem bootstrap. `hier_diff_ci`, `hier_mean_ci`: a difference of means / a mean through it.
+- `cluster_bootstrap_ci`, `cluster_share_ci`: resample clusters (test problems holding several
+  traces) with replacement and pool their values; for statistics over traces or steps.
+- `bootstrap_ci`, `diff_ci`: percentile bootstrap of a statistic / a difference of means over
+  one level of items (they condition on the trained models).
+- `binomial_ci`: Wilson score interval of a proportion of independent trials.
+
+Scaling (Setlur et al. 2024)
+- `fit_power_law`, `power_law_fit_check`: err = a * n^(-b), least squares in log-log space, with
+  residuals and R^2 for reporting the fit's quality; `exponent_ci`: b with a two-level interval.
+- `monotone_errors`, `iso_error_n`, `multiplier`: the 2x / 8x. A method trained on n problems
+  reaches an error that SFT reaches on m problems; m is read off SFT's MEASURED error curve
+  (made non-increasing by pool-adjacent-violators, then interpolated linearly in log n - log err
+  between rungs), so a method identical to SFT gets exactly 1. Read-offs outside the ladder are
+  censored: 0 below the smallest rung, inf above the largest; they are never extrapolated.
+- `bootstrap_multiplier`: two-level interval of m / n, keeping every resample (censored ones
+  included), as a `MultiplierInterval` that knows whether it lies inside the ladder.
+
+Verdicts: "reproduced", "not reproduced" or "inconclusive".
+- `verdict`: a directional claim (the CI lies on the claimed side of a null).
+- `noninferiority` / `nonsuperiority`: "A is at least as good as B" / "A does not beat B", with a
+  pre-declared margin; `both`: a claim made of several parts.
+- `MultiplierInterval.decide`: a multiplier claim, refused outside the ladder.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.stats import norm
 
 Direction = Literal["greater", "less"]
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+
+TWO_LEVEL = "two-level bootstrap (seeds, then problems)"
+CLUSTER = "cluster bootstrap (problems)"
+# Above this share of undefined resamples an interval is not reported: the defined resamples are
+# then a conditional distribution (e.g. "given that the curve falls") and their percentiles would
+# decide a claim the data leave open (method review section 4, bug 2).
+MAX_UNDEFINED_SHARE = 0.025
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with a two-sided confidence interval."""
+    """A point estimate with a two-sided confidence interval.
+
+    kind: how it was made, in words for reports. share_undefined: the share of bootstrap
+    resamples where the statistic was undefined (n_undefined counts them); when it exceeds 2.5%
+    the two-level and cluster bootstraps give nan ends.
+    """
 
     estimate: float
     low: float
     high: float
     level: float = 0.95
     n_undefined: int = 0  # bootstrap resamples where the statistic was undefined (left out)
+    kind: str = "percentile bootstrap"
+    share_undefined: float = 0.0
 
     def __str__(self) -> str:
         return f"{self.estimate:.4g} [{self.low:.4g}, {self.high:.4g}]"
@@ -56,7 +92,10 @@ class PowerLaw:
         """The n at which the curve reaches `err` (nan when b <= 0: the curve never falls)."""
         if self.b <= 0 or err <= 0:
             return math.nan
-        return (self.a / err) ** (1.0 / self.b)
+        try:
+            return (self.a / err) ** (1.0 / self.b)
+        except OverflowError:  # a tiny b sends the read-off past any float
+            return math.inf
 
 
 def _as_array(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -66,15 +105,63 @@ def _as_array(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
+def _as_outcomes(values, name: str) -> np.ndarray:
+    """A (seeds, problems) array of finite scores; a 1-D array is one seed."""
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"{name}: expected a non-empty (seeds, problems) array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: outcomes must be finite numbers")
+    return arr
+
+
+def _same_problems(arrays: Mapping[str, np.ndarray]) -> int:
+    widths = {name: arr.shape[1] for name, arr in arrays.items()}
+    if len(set(widths.values())) != 1:
+        raise ValueError(f"every group must hold the same test problems (columns), got {widths}")
+    return next(iter(widths.values()))
+
+
 def _check_level(level: float) -> None:
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _check_n_boot(n_boot: int) -> None:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
 
 
 def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
     alpha = (1 - level) / 2
     low, high = np.quantile(samples, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def _row_counts(idx: np.ndarray, size: int) -> np.ndarray:
+    """How often each of 0..size-1 occurs in each row of idx: (rows, size) float counts."""
+    rows = idx.shape[0]
+    flat = (idx + size * np.arange(rows)[:, None]).ravel()
+    return np.bincount(flat, minlength=rows * size).reshape(rows, size).astype(float)
+
+
+def _from_boots(estimate: float, boots: np.ndarray, level: float, kind: str) -> Interval:
+    """Percentile interval that counts undefined (nan, +-inf) resamples instead of hiding them."""
+    undefined = ~np.isfinite(boots)
+    n_undefined = int(undefined.sum())
+    share = n_undefined / boots.size
+    if share > MAX_UNDEFINED_SHARE or not math.isfinite(estimate):
+        low = high = math.nan
+    else:
+        low, high = _percentiles(boots[~undefined], level)
+    return Interval(float(estimate), low, high, level=level, n_undefined=n_undefined, kind=kind,
+                    share_undefined=share)
+
+
+# ---------------------------------------------------------------------------------------------
+# One-level intervals (they condition on the trained models)
 
 
 def bootstrap_ci(values: Sequence[float], stat: Callable[[np.ndarray], float] = np.mean,
@@ -106,11 +193,15 @@ def diff_ci(a: Sequence[float], b: Sequence[float], *, paired: bool = False, n_b
     else:
         boots = (xa[rng.integers(0, xa.size, size=(n_boot, xa.size))].mean(axis=1)
                  - xb[rng.integers(0, xb.size, size=(n_boot, xb.size))].mean(axis=1))
-    return Interval(float(xa.mean() - xb.mean()), *_percentiles(boots, level), level=level)
+    kind = "paired percentile bootstrap" if paired else "percentile bootstrap"
+    return Interval(float(xa.mean() - xb.mean()), *_percentiles(boots, level), level=level, kind=kind)
 
 
 def binomial_ci(successes: int, n: int, level: float = 0.95) -> Interval:
-    """Wilson score interval of a proportion successes / n."""
+    """Wilson score interval of a proportion successes / n (independent trials only: for traces
+    clustered in problems use `cluster_share_ci`)."""
+    from scipy.stats import norm  # lazy: the CLI imports this module and must start fast
+
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"binomial_ci needs 0 <= successes <= n and n > 0, got {successes}/{n}")
     _check_level(level)
@@ -119,7 +210,145 @@ def binomial_ci(successes: int, n: int, level: float = 0.95) -> Interval:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level=level)
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level=level, kind="Wilson")
+
+
+# ---------------------------------------------------------------------------------------------
+# Two-level bootstrap: seeds within each model, then test problems shared by all models
+
+
+def _two_level_draws(arrays: list[np.ndarray], n_boot: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Problem indices (n_boot, problems), then per group seed counts (n_boot, seeds).
+
+    Problems are drawn first so that with one seed per group the stream, and hence the result,
+    is that of `diff_ci(paired=True)` with the same seed.
+    """
+    n_problems = arrays[0].shape[1]
+    problems = rng.integers(0, n_problems, size=(n_boot, n_problems))
+    seeds = [_row_counts(rng.integers(0, x.shape[0], size=(n_boot, x.shape[0])), x.shape[0])
+             for x in arrays]
+    return problems, seeds
+
+
+def _two_level_means(arrays: list[np.ndarray], n_boot: int, seed: int) -> np.ndarray:
+    """Resampled grand means, (n_boot, groups), without building the resampled vectors.
+
+    mean_j M[b, p_j] with M[b] = c_b @ X / S equals sum_s c_bs (w_b @ X_s) / (S P), where w_b
+    counts how often each problem was drawn: one (n_boot, P) @ (P, seeds) product per group.
+    """
+    rng = np.random.default_rng(seed)
+    problems, seed_counts = _two_level_draws(arrays, n_boot, rng)
+    n_problems = arrays[0].shape[1]
+    w = _row_counts(problems, n_problems)
+    means = [((w @ x.T) * c).sum(axis=1) / (x.shape[0] * n_problems) for x, c in zip(arrays, seed_counts)]
+    return np.stack(means, axis=1)
+
+
+def two_level_bootstrap(groups: Mapping[str, np.ndarray],
+                        stat: Callable[[dict[str, np.ndarray]], float], n_boot: int = 2000,
+                        seed: int = 0, level: float = 0.95) -> Interval:
+    """Two-level percentile bootstrap of `stat` over models trained with several seeds.
+
+    groups: {name: (seeds, problems) scores}; all share the same problems in the same order, the
+    number of seeds may differ. One resample: each group's seed rows are drawn with replacement
+    (its own number of rows) and averaged per problem; then one set of problem indices is drawn
+    and applied to every group (paired over problems). `stat` gets {name: per-problem vector}.
+    The estimate is `stat` on the per-problem seed means of the full data.
+
+    With a single seed per group this is the paired problem bootstrap (`diff_ci(paired=True)`
+    for a difference of means, the same resamples for the same seed).
+
+    Resamples where `stat` is nan or +-inf are counted (n_undefined, share_undefined). If more
+    than 2.5% are undefined, or the estimate is, the ends are nan (report "inconclusive");
+    otherwise the percentiles are taken over the defined resamples.
+    """
+    _check_level(level)
+    _check_n_boot(n_boot)
+    if not groups:
+        raise ValueError("two_level_bootstrap needs at least one group")
+    arrays = {name: _as_outcomes(x, f"groups[{name!r}]") for name, x in groups.items()}
+    _same_problems(arrays)
+    names, xs = list(arrays), list(arrays.values())
+    rng = np.random.default_rng(seed)
+    problems, seed_counts = _two_level_draws(xs, n_boot, rng)
+    # A generic statistic needs the resampled vectors, so it loops over resamples; the means of
+    # hier_diff_ci / hier_mean_ci take the vectorised path with the same draws.
+    boots = np.empty(n_boot)
+    with np.errstate(all="ignore"):
+        for b in range(n_boot):
+            sample = {name: ((c[b] @ x) / x.shape[0])[problems[b]]
+                      for name, x, c in zip(names, xs, seed_counts)}
+            boots[b] = stat(sample)
+        estimate = float(stat({name: x.mean(axis=0) for name, x in arrays.items()}))
+    return _from_boots(estimate, boots, level, TWO_LEVEL)
+
+
+def hier_diff_ci(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """mean(a) - mean(b) for two (seeds, problems) score arrays on the same problems, by the
+    two-level bootstrap (vectorised; the same resamples as `two_level_bootstrap` with groups
+    {"a": a, "b": b})."""
+    _check_level(level)
+    _check_n_boot(n_boot)
+    xa, xb = _as_outcomes(a, "a"), _as_outcomes(b, "b")
+    _same_problems({"a": xa, "b": xb})
+    means = _two_level_means([xa, xb], n_boot, seed)
+    return _from_boots(float(xa.mean() - xb.mean()), means[:, 0] - means[:, 1], level, TWO_LEVEL)
+
+
+def hier_mean_ci(a, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """Mean score of one (seeds, problems) array, by the two-level bootstrap."""
+    _check_level(level)
+    _check_n_boot(n_boot)
+    xa = _as_outcomes(a, "a")
+    means = _two_level_means([xa], n_boot, seed)
+    return _from_boots(float(xa.mean()), means[:, 0], level, TWO_LEVEL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster bootstrap: values (traces, steps) nested in clusters (test problems)
+
+
+def cluster_bootstrap_ci(values: Sequence[float], clusters: Sequence, stat: Callable[[np.ndarray], float] = np.mean,
+                         n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """Percentile bootstrap of `stat` over clusters: draw as many clusters as there are, with
+    replacement, and pool their values (traces of one problem share its difficulty, so they are
+    not independent). Undefined resamples follow the 2.5% rule of `two_level_bootstrap`.
+    With one value per cluster it is `bootstrap_ci` (the same resamples for the same seed)."""
+    _check_level(level)
+    _check_n_boot(n_boot)
+    vals = _as_array(values, "values")
+    labels = np.asarray(clusters)
+    if labels.shape != vals.shape:
+        raise ValueError(f"values and clusters differ in shape ({vals.shape} vs {labels.shape})")
+    _, inverse = np.unique(labels, return_inverse=True)
+    n_clusters = int(inverse.max()) + 1
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    with np.errstate(all="ignore"):
+        if stat is np.mean:  # pooled mean = drawn clusters' sums / their sizes: vectorised
+            w = _row_counts(idx, n_clusters)
+            sums = np.bincount(inverse, weights=vals, minlength=n_clusters)
+            sizes = np.bincount(inverse, minlength=n_clusters).astype(float)
+            boots = (w @ sums) / (w @ sizes)
+        else:
+            members = [vals[inverse == c] for c in range(n_clusters)]
+            boots = np.array([stat(np.concatenate([members[c] for c in row])) for row in idx], dtype=float)
+        estimate = float(stat(vals))
+    return _from_boots(estimate, boots, level, CLUSTER)
+
+
+def cluster_share_ci(flags: Sequence[bool], clusters: Sequence, n_boot: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> Interval:
+    """A proportion of flagged items (e.g. traces with a false step) with a cluster bootstrap CI."""
+    arr = np.asarray(flags)
+    if arr.size and not np.all((arr == 0) | (arr == 1)):
+        raise ValueError("cluster_share_ci needs 0/1 (or boolean) flags")
+    return cluster_bootstrap_ci(arr.astype(float), clusters, np.mean, n_boot=n_boot, seed=seed, level=level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Power laws
 
 
 def fit_power_law(n: Sequence[float], err: Sequence[float]) -> PowerLaw:
@@ -135,54 +364,294 @@ def fit_power_law(n: Sequence[float], err: Sequence[float]) -> PowerLaw:
     return PowerLaw(a=float(np.exp(intercept)), b=float(-slope))
 
 
-def iso_error_multiplier(sft_fit: PowerLaw, n_method: float, err_method: float) -> float:
-    """m / n_method, where m is the n at which the SFT curve reaches `err_method`.
+def power_law_fit_check(sizes: Sequence[float], errors: Sequence[float]) -> dict:
+    """The fit of `fit_power_law` with its quality, for reports.
 
-    2.0 means the method on n problems matches SFT on 2n problems. nan when the SFT curve does not
-    fall (b <= 0) or err_method <= 0. m may lie beyond the largest n the curve was fitted on: the
-    value is then an extrapolation, which the caller should say.
+    Returns {"a", "b", "residuals": log(err) - log(fit) per size, "r2": R^2 in log space}.
+    R^2 is nan when the errors are all equal (nothing to explain). A systematic sign pattern in
+    the residuals (e.g. + - - +) means the curve bends, e.g. it saturates at an error floor.
     """
+    fit = fit_power_law(sizes, errors)
+    log_err = np.log(_as_array(errors, "errors"))
+    residuals = log_err - np.log(fit(_as_array(sizes, "sizes")))
+    total = float(((log_err - log_err.mean()) ** 2).sum())
+    r2 = 1 - float((residuals ** 2).sum()) / total if total > 0 else math.nan
+    return {"a": fit.a, "b": fit.b, "residuals": [float(r) for r in residuals], "r2": r2}
+
+
+def _slopes(log_sizes: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """Power-law exponent b per row of errors (rows, sizes); nan where an error is not > 0."""
+    x = log_sizes - log_sizes.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log(np.where(errors > 0, errors, np.nan))
+    return -((y - y.mean(axis=1, keepdims=True)) @ x) / (x @ x)
+
+
+def exponent_ci(curve: Mapping[int, np.ndarray], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                others: Mapping[int, np.ndarray] | None = None) -> Interval:
+    """The exponent b of err = a * n^(-b) (least squares in log-log space over the sizes), with a
+    two-level bootstrap interval.
+
+    curve: {training size: (seeds, problems) scores}; error = 1 - mean score. Every size is a
+    group of `two_level_bootstrap` (its seeds drawn independently, the problems shared).
+    others: a second curve on the same problems; the statistic is then b(curve) - b(others).
+    A resample with a zero error at some size has no exponent: it is counted as undefined, and
+    above 2.5% of such resamples (or a zero error in the data) the ends are nan.
+    """
+    _check_level(level)
+    _check_n_boot(n_boot)
+    parts = [dict(curve)] + ([dict(others)] if others else [])
+    for part in parts:
+        if len(part) < 2:
+            raise ValueError("exponent_ci needs scores at two or more training sizes")
+    arrays, logs = [], []
+    for part in parts:
+        sizes = sorted(part)
+        if sizes[0] <= 0:
+            raise ValueError(f"training sizes must be positive, got {sizes}")
+        logs.append(np.log(np.asarray(sizes, dtype=float)))
+        arrays += [_as_outcomes(part[n], f"curve[{n}]") for n in sizes]
+    _same_problems({str(i): x for i, x in enumerate(arrays)})
+    means = _two_level_means(arrays, n_boot, seed)
+    full = np.array([[x.mean() for x in arrays]])
+
+    def b(scores: np.ndarray) -> np.ndarray:
+        k = logs[0].size
+        value = _slopes(logs[0], 1 - scores[:, :k])
+        if len(logs) > 1:
+            value = value - _slopes(logs[1], 1 - scores[:, k:])
+        return value
+
+    return _from_boots(float(b(full)[0]), b(means), level, TWO_LEVEL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Iso-error multipliers, read off SFT's measured curve
+
+
+def _pava_nonincreasing(y: Sequence[float]) -> list[float]:
+    """Pool adjacent violators: the non-increasing least-squares fit of y (equal weights).
+    A point that is not pooled keeps its exact value, so an identical method reads off exactly."""
+    sums: list[float] = []
+    counts: list[int] = []
+    for v in y:
+        sums.append(float(v))
+        counts.append(1)
+        while len(sums) > 1 and sums[-2] / counts[-2] < sums[-1] / counts[-1]:
+            s, c = sums.pop(), counts.pop()
+            sums[-1] += s
+            counts[-1] += c
+    out: list[float] = []
+    for s, c in zip(sums, counts):
+        out += [s / c] * c
+    return out
+
+
+def _ladder(sizes: Sequence[float], errors: Sequence[float]) -> tuple[list[float], list[float]]:
+    xs, xe = _as_array(sizes, "sizes"), _as_array(errors, "errors")
+    if xs.size != xe.size:
+        raise ValueError(f"sizes and errors differ in length ({xs.size} vs {xe.size})")
+    if np.any(xs <= 0) or np.any(np.diff(xs) <= 0):
+        raise ValueError(f"sizes must be positive and strictly increasing, got {xs.tolist()}")
+    if not np.all(np.isfinite(xe)):
+        raise ValueError("errors must be finite")
+    return xs.tolist(), xe.tolist()
+
+
+def monotone_errors(sizes: Sequence[float], errors: Sequence[float]) -> np.ndarray:
+    """The non-increasing least-squares fit of `errors` over increasing `sizes` (pool adjacent
+    violators): more training data is assumed not to raise SFT's error, so a measured uptick is
+    read as noise and pooled with its neighbour."""
+    _, xe = _ladder(sizes, errors)
+    return np.array(_pava_nonincreasing(xe))
+
+
+def _read_off(sizes: list[float], monotone: list[float], err: float) -> float:
+    """iso_error_n on an already monotone curve."""
+    if math.isnan(err):
+        return math.nan
+    for k, e_k in enumerate(monotone):
+        if e_k <= err:
+            break
+    else:
+        return math.inf  # below SFT's lowest error: SFT does not get there inside the ladder
+    if e_k == err:
+        return float(sizes[k])  # the smallest n reaching err (also on a flat stretch)
+    if k == 0:
+        return 0.0  # above SFT's highest error: worse than SFT at the smallest rung
+    n0, n1, e0 = sizes[k - 1], sizes[k], monotone[k - 1]  # e0 > err > e_k >= 0
+    if e_k > 0:
+        t = (math.log(err) - math.log(e0)) / (math.log(e_k) - math.log(e0))
+    else:  # a zero error has no logarithm: interpolate linearly in the error on this stretch
+        t = (err - e0) / (e_k - e0)
+    n = math.exp(math.log(n0) + t * (math.log(n1) - math.log(n0)))
+    return min(max(n, n0), n1)
+
+
+def iso_error_n(sizes: Sequence[float], sft_errors: Sequence[float], err: float) -> float:
+    """The number of problems at which SFT's measured error curve reaches `err`.
+
+    The curve is `monotone_errors(sizes, sft_errors)`, interpolated linearly in log(n)-log(err)
+    between rungs (linearly in err on a stretch ending at error 0). math.inf when `err` is below
+    SFT's lowest error, 0.0 when it is above SFT's highest; on a flat stretch the smallest n.
+    """
+    xs, xe = _ladder(sizes, sft_errors)
+    return _read_off(xs, _pava_nonincreasing(xe), float(err))
+
+
+def multiplier(sizes: Sequence[float], sft_errors: Sequence[float], n_method: float, err_method: float) -> float:
+    """iso_error_n(sizes, sft_errors, err_method) / n_method: 2.0 means the method on n problems
+    matches SFT on 2n. Exactly 1 for a method identical to SFT at a rung of a strictly decreasing
+    curve; 0 or inf outside the ladder (censored, see `MultiplierInterval`)."""
+    if n_method <= 0:
+        raise ValueError(f"n_method must be positive, got {n_method}")
+    return iso_error_n(sizes, sft_errors, err_method) / n_method
+
+
+def _censored_percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """Linear percentiles that never interpolate across a censored value (0 or inf): there the
+    outer neighbour is taken (np.quantile would give nan next to inf)."""
+    s = np.sort(samples)
+    alpha = (1 - level) / 2
+    ends = []
+    for q, outer in ((alpha, 0), (1 - alpha, 1)):
+        pos = q * (s.size - 1)
+        lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+        a, b = float(s[lo]), float(s[hi])
+        frac = pos - lo
+        if lo == hi or frac == 0:
+            ends.append(a)
+        elif a == 0 or b == 0 or math.isinf(a) or math.isinf(b):
+            ends.append((a, b)[outer])
+        else:
+            ends.append(a + frac * (b - a))
+    return ends[0], ends[1]
+
+
+@dataclass(frozen=True)
+class MultiplierInterval:
+    """An iso-error multiplier with its interval and the ladder it was read from.
+
+    range_low, range_high: the smallest and largest rung divided by n_method, the only values a
+    read-off can take inside the ladder. share_below / share_above: the share of resamples whose
+    read-off fell below the smallest rung (0) / above the largest (inf); they are kept in the
+    percentiles, so an end can be 0 or inf.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    range_low: float
+    range_high: float
+    level: float = 0.95
+    kind: str = TWO_LEVEL
+    share_below: float = 0.0
+    share_above: float = 0.0
+
+    @property
+    def extrapolated(self) -> bool:
+        """True when the estimate or an end lies outside [range_low, range_high], including
+        nan, inf and 0 (a censored read-off)."""
+        return not all(self.range_low <= v <= self.range_high for v in (self.estimate, self.low, self.high))
+
+    @property
+    def n_undefined(self) -> int:
+        """Compatibility with `Interval`: no resample is ever left out (censored ones count)."""
+        return 0
+
+    @property
+    def share_undefined(self) -> float:
+        return 0.0
+
+    def contains(self, value: float) -> bool | None:
+        """Whether the interval contains `value`; None when it is extrapolated (it says nothing)."""
+        if self.extrapolated:
+            return None
+        return self.low <= value <= self.high
+
+    def decide(self, null: float = 1.0) -> str:
+        """"reproduced" if low > null, "not reproduced" if high < null, both only when nothing is
+        extrapolated (the estimate and both ends inside the ladder); otherwise "inconclusive"."""
+        if self.extrapolated:
+            return "inconclusive"
+        if self.low > null:
+            return "reproduced"
+        if self.high < null:
+            return "not reproduced"
+        return "inconclusive"
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.4g} [{self.low:.4g}, {self.high:.4g}]"
+
+
+def bootstrap_multiplier(sft: Mapping[int, np.ndarray], method: np.ndarray, n_method: int,
+                         n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> MultiplierInterval:
+    """Iso-error multiplier of `method` (trained on n_method problems) with a two-level interval.
+
+    sft: {ladder size: (seeds, problems) scores of SFT}; method: (seeds, problems) scores on the
+    same problems; error = 1 - mean score. Each resample draws the seeds of every rung and of the
+    method independently and one set of problem indices for all (as `two_level_bootstrap`), then
+    reads the method's error off the resampled SFT curve (`multiplier`). No resample is dropped:
+    one reading outside the ladder is 0 or inf and stays in the percentiles, so a curve that does
+    not fall gives an extrapolated interval ("inconclusive"), not a conditional one.
+
+    The old call order bootstrap_multiplier(sft, n_method, method) still works, with a warning.
+    """
+    if np.ndim(method) == 0 and np.ndim(n_method) >= 1:
+        warnings.warn("bootstrap_multiplier(sft, n_method, method) is deprecated: pass "
+                      "(sft, method, n_method); the read-off is now SFT's measured curve",
+                      DeprecationWarning, stacklevel=2)
+        method, n_method = n_method, method
+    _check_level(level)
+    _check_n_boot(n_boot)
+    if n_method <= 0:
+        raise ValueError(f"n_method must be positive, got {n_method}")
+    if len(sft) < 2:
+        raise ValueError("bootstrap_multiplier needs SFT scores at two or more training sizes")
+    sizes = sorted(sft)
+    arrays = [_as_outcomes(sft[n], f"sft[{n}]") for n in sizes] + [_as_outcomes(method, "method")]
+    _same_problems({str(i): x for i, x in enumerate(arrays)})
+    xs, _ = _ladder(sizes, [0.0] * len(sizes))
+
+    def read(errors: np.ndarray) -> float:
+        return _read_off(xs, _pava_nonincreasing(errors[:-1]), float(errors[-1])) / n_method
+
+    errors = 1 - _two_level_means(arrays, n_boot, seed)
+    boots = np.array([read(row) for row in errors])
+    estimate = read(1 - np.array([x.mean() for x in arrays]))
+    low, high = _censored_percentiles(boots, level)
+    return MultiplierInterval(estimate, low, high, range_low=xs[0] / n_method, range_high=xs[-1] / n_method,
+                              level=level, share_below=float(np.mean(boots == 0)),
+                              share_above=float(np.mean(np.isinf(boots))))
+
+
+def iso_error_multiplier(sft_fit: PowerLaw, n_method: float, err_method: float) -> float:
+    """Deprecated: the read-off of the FITTED SFT curve (biased by the fit's residuals: a method
+    identical to SFT does not get 1; method review section 4, bug 1). Use `multiplier`.
+
+    m / n_method, where m is the n at which the fitted curve reaches `err_method`; nan when the
+    curve does not fall (b <= 0) or err_method <= 0.
+    """
+    warnings.warn("iso_error_multiplier reads off the fitted curve and is biased; use "
+                  "stats.multiplier (the measured curve)", DeprecationWarning, stacklevel=2)
     if n_method <= 0:
         raise ValueError(f"n_method must be positive, got {n_method}")
     return sft_fit.inverse(err_method) / n_method
 
 
-def bootstrap_multiplier(sft_outcomes: Mapping[int, Sequence[float]], n_method: int,
-                         method_outcomes: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                         level: float = 0.95) -> Interval:
-    """Iso-error multiplier with a paired bootstrap CI over test problems.
+# ---------------------------------------------------------------------------------------------
+# Verdicts
 
-    sft_outcomes: {number of training problems: per-test-problem correctness of the SFT model}
-    method_outcomes: per-test-problem correctness of the method trained on n_method problems.
-    Outcomes are 0/1, or per-problem means over training seeds; all arrays index the SAME test
-    problems in the same order. Each resample draws test-problem indices once and applies them to
-    every curve point and to the method; error = 1 - mean. Resamples whose multiplier is
-    undefined (a zero error, or an SFT curve that does not fall) are left out and counted in
-    `n_undefined`; the estimate uses the full data.
-    """
-    _check_level(level)
-    if len(sft_outcomes) < 2:
-        raise ValueError("bootstrap_multiplier needs SFT outcomes at two or more training sizes")
-    sizes = sorted(sft_outcomes)
-    table = np.array([_as_array(sft_outcomes[s], f"sft_outcomes[{s}]") for s in sizes])
-    method = _as_array(method_outcomes, "method_outcomes")
-    if table.shape[1] != method.size:
-        raise ValueError(f"outcome arrays differ in length ({table.shape[1]} vs {method.size})")
 
-    def multiplier(idx: np.ndarray) -> float:
-        sft_err = 1 - table[:, idx].mean(axis=1)
-        method_err = 1 - method[idx].mean()
-        if np.any(sft_err <= 0) or method_err <= 0:
-            return math.nan
-        return iso_error_multiplier(fit_power_law(sizes, sft_err), n_method, method_err)
-
-    rng = np.random.default_rng(seed)
-    boots = np.array([multiplier(rng.integers(0, method.size, method.size)) for _ in range(n_boot)])
-    defined = boots[~np.isnan(boots)]
-    if defined.size == 0:
-        raise ValueError("the multiplier is undefined in every bootstrap resample")
-    return Interval(multiplier(np.arange(method.size)), *_percentiles(defined, level), level=level,
-                    n_undefined=int(boots.size - defined.size))
+def _ends(interval: Interval | MultiplierInterval | tuple[float, float]) -> tuple[float, float] | None:
+    """(low, high), or None when an end is nan (an undefined interval decides nothing)."""
+    low, high = (interval.low, interval.high) if hasattr(interval, "low") else interval
+    low, high = float(low), float(high)
+    if math.isnan(low) or math.isnan(high):
+        return None
+    if low > high:
+        raise ValueError(f"not an interval: ({low}, {high})")
+    return low, high
 
 
 def verdict(effect_ci: Interval | tuple[float, float], direction: Direction = "greater",
@@ -193,17 +662,61 @@ def verdict(effect_ci: Interval | tuple[float, float], direction: Direction = "g
     or an iso-error multiplier > 1 with null=1); "less": that it falls below `null`.
     - "reproduced": the whole interval lies strictly on the claimed side of `null`;
     - "not reproduced": the whole interval lies strictly on the opposite side;
-    - "inconclusive": the interval contains `null` (including an endpoint equal to it).
+    - "inconclusive": the interval contains `null` (including an endpoint equal to it), or an end
+      is nan (an undefined interval, e.g. too many undefined bootstrap resamples).
     """
     if direction not in ("greater", "less"):
         raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
-    low, high = (effect_ci.low, effect_ci.high) if isinstance(effect_ci, Interval) else effect_ci
-    if math.isnan(low) or math.isnan(high) or low > high:
-        raise ValueError(f"not an interval: ({low}, {high})")
+    ends = _ends(effect_ci)
+    if ends is None:
+        return "inconclusive"
+    low, high = ends
     if direction == "less":
         low, high = 2 * null - high, 2 * null - low  # mirror around null
     if low > null:
         return "reproduced"
     if high < null:
         return "not reproduced"
+    return "inconclusive"
+
+
+def _check_margin(margin: float) -> None:
+    if not margin >= 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+
+
+def noninferiority(interval: Interval | tuple[float, float], margin: float) -> str:
+    """The claim "A is at least as good as B", from the CI of the effect A - B (higher = better)
+    and a pre-declared margin (>= 0) of negligible loss.
+    - "reproduced": low > -margin (any loss is smaller than the margin);
+    - "not reproduced": high < -margin (A is worse by more than the margin);
+    - "inconclusive": otherwise, or an end is nan.
+    """
+    _check_margin(margin)
+    return verdict(interval, "greater", null=-margin)
+
+
+def nonsuperiority(interval: Interval | tuple[float, float], margin: float) -> str:
+    """The claim "A does not beat B", from the CI of the gain A - B (higher = A better) and a
+    pre-declared margin (>= 0) of negligible gain. An interval that is merely wide does not pass.
+    - "reproduced": high < margin (any gain is smaller than the margin);
+    - "not reproduced": low > margin (A beats B by more than the margin);
+    - "inconclusive": otherwise, or an end is nan.
+    """
+    _check_margin(margin)
+    return verdict(interval, "less", null=margin)
+
+
+def both(*verdicts: str) -> str:
+    """The verdict on a claim made of parts: "reproduced" only if every part is; "not reproduced"
+    if any part is not reproduced; otherwise "inconclusive"."""
+    if not verdicts:
+        raise ValueError("both() needs at least one verdict")
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise ValueError(f"not a verdict: {v!r} (expected one of {VERDICTS})")
+    if any(v == "not reproduced" for v in verdicts):
+        return "not reproduced"
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
     return "inconclusive"

@@ -1,38 +1,43 @@
-"""Monte Carlo step values of a trace (Setlur et al. 2024, section 5).
+"""Monte Carlo step values of traces (Setlur et al. 2024, section 5), many traces at once.
 
 For each step i of a trace (as `task.steps` splits it), q_i is the share of rollouts from the
 prefix ending at step i (prompt + trace through step i) that the task's verifier marks correct.
-With `best_of=K`, Q_i = 1 - (1 - q_i)^K: the chance that the best of K rollouts succeeds, which
-is how Setlur et al. value a step (best-of-5); otherwise Q_i = q_i. The advantage of step i is
-A_i = Q_i - Q_(i-1); for the first step the value of the bare prompt is needed, which is rolled
-out only when `value_of_prompt=True` (else A_0 is None). The critical step is the FIRST step
-with the lowest Q: where an incorrect trace loses its chance of success.
+With `best_of=K`, Q_i = 1 - (1 - q_i)^K: the chance that the best of K rollouts succeeds, which is
+how Setlur et al. value a step (best-of-5); otherwise Q_i = q_i. The advantage of step i is
+A_i = Q_i - Q_(i-1) (for the first step the value of the bare prompt is needed: rolled out only
+with `value_of_prompt=True`, else A_0 is None). The critical step is the FIRST step with the
+lowest Q: where an incorrect trace loses its chance of success.
 
-Rollouts from one prefix share its KV cache: the prefix is run through the model once, its cache
-repeated over the rollouts, and `generate` continues from it (`generate(num_return_sequences=n)`
-would instead expand the prompt before the prefill and compute it n times).
+Rollout j of a context is seeded by (seed, context, j) (`generate.sample`'s per-prompt seeds), so
+it is the same rollout whichever strategy asks for it, in whatever batch. The strategies differ
+only in which rollouts they draw:
 
-Strategies (which prefixes get rolled out):
-- "exhaustive": every step, as Setlur et al. describe.
-- "early_stop": steps in order, stopping at the first step whose Q is 0. Q cannot fall below 0,
-  so that step is the first with the lowest Q: exact with respect to the same estimates (the
-  rollouts of step i are seeded by i, so they match those of an exhaustive run).
-- "bisect": assumes Q never rises again after it falls (once the trace has gone wrong, later
-  steps do not repair it). Then the lowest Q is the last step's and the first step reaching it is
-  found by bisection, rolling out from 1 + ceil(log2(n)) prefixes instead of n. The assumption
-  can fail (a later step may fix an earlier slip); `bench/bench_stepvalues.py` measures how often
-  bisection then names a different critical step than the exhaustive search.
+- "exhaustive": every rollout of every prefix, as Setlur et al. describe.
+- "early_stop": prefixes in order, stopping at the first whose Q is 0 (every rollout failed). Q
+  cannot fall below 0, so that prefix is the first with the lowest Q: exact.
+- "first_success": early_stop, and each prefix's rollouts are drawn a few at a time and stop at
+  the first success: Q > 0 is all the search needs to move on. When a later prefix reaches Q = 0
+  it is the critical step, exactly as above, and the unfinished prefixes before it keep the
+  partial counts (their q is a lower bound, flagged in `exact`). When no prefix reaches 0, the
+  remaining rollouts of every prefix are drawn and the exhaustive answer is computed: exact in
+  every case, cheaper whenever the trace has a zero (`bench/bench_stepvalues.py` measures it).
+- "bisect": assumes Q never rises again after it falls; a binary search for the first step at the
+  last step's Q. Not exact when a later step repairs an earlier slip (kept for the benchmark).
+
+`value_traces` values many traces in rounds: each round gathers what every unfinished trace
+needs next and samples all of it in one batched call, so the batches stay full. Rollouts are
+stored (`store`) as they are sampled, so a killed valuation resumes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-import torch
+from cotrepro.sections import StepValueParams  # noqa: F401 (re-exported)
 
-STRATEGIES = ("exhaustive", "early_stop", "bisect")
+STRATEGIES = ("exhaustive", "early_stop", "first_success", "bisect")
 
 
 @dataclass(frozen=True)
@@ -43,22 +48,36 @@ class Rollout:
     n_tokens: int
 
 
-# (context text, number of rollouts, seed) -> rollouts continuing the context
+# (context text, first rollout index, number of rollouts) -> rollouts continuing the context
 RolloutFn = Callable[[str, int, int], list[Rollout]]
 
 
 @dataclass(frozen=True)
 class StepValues:
-    """Step values of one trace. Entries for prefixes a cheap strategy skipped are None."""
+    """Step values of one trace. Entries a cheap strategy never rolled out are None."""
 
     steps: list[str]
     prefixes: list[str]  # prefixes[i]: the trace text through the end of step i
-    q: list[float | None]  # success rate of the rollouts from each prefix
+    q: list[float | None]  # success rate of the rollouts drawn from each prefix
     Q: list[float | None]  # q after the best-of-K transform (Q = q without best_of)
     advantages: list[float | None]  # A_i = Q_i - Q_(i-1)
     critical_step: int  # index of the first step with the lowest Q
     tokens_generated: int  # tokens generated over all rollouts
-    rolled_out: int  # prefixes rolled out (the bare prompt included when valued)
+    rolled_out: int  # rollouts drawn (the bare prompt's included when valued)
+    exact: list[bool] | None = None  # per step: q computed from all its rollouts
+
+    def to_record(self) -> dict:
+        return {"steps": self.steps, "q": self.q, "Q": self.Q, "advantages": self.advantages,
+                "critical_step": self.critical_step, "tokens_generated": self.tokens_generated,
+                "rolled_out": self.rolled_out, "exact": self.exact}
+
+
+def from_record(record: dict, trace: str) -> StepValues:
+    """The `StepValues` of a stored record (the inverse of `to_record`)."""
+    return StepValues(steps=record["steps"], prefixes=step_prefixes(trace, record["steps"]), q=record["q"],
+                      Q=record["Q"], advantages=record["advantages"], critical_step=record["critical_step"],
+                      tokens_generated=record["tokens_generated"], rolled_out=record["rolled_out"],
+                      exact=record.get("exact"))
 
 
 def step_prefixes(trace: str, steps: list[str]) -> list[str]:
@@ -78,103 +97,210 @@ def best_of_k(q: float, k: int | None) -> float:
     return q if k is None else 1.0 - (1.0 - q) ** k
 
 
-@torch.no_grad()
-def sample_rollouts(model, tokenizer, context: str, n: int, seed: int, *, max_new_tokens: int,
-                    temperature: float = 1.0, top_p: float = 1.0, stop: tuple[str, ...] = ()) -> list[Rollout]:
-    """Sample `n` continuations of `context`, computing the context's KV cache once for all of them."""
-    from transformers import DynamicCache
+class _Valuer:
+    """The strategy of one trace as a state machine: `wanted()` lists the rollouts it needs next
+    as (prefix index, first rollout index, count); `feed` records their outcomes. Prefix -1 is
+    the bare prompt."""
 
-    device = next(model.parameters()).device
-    ids = tokenizer(context, return_tensors="pt")["input_ids"].to(device)
-    cache = DynamicCache(config=model.config)
-    if ids.shape[1] > 1:
-        # Prefill all but the last token: generate feeds that one itself and starts from the cache.
-        model(input_ids=ids[:, :-1], past_key_values=cache, use_cache=True)
-        cache.batch_repeat_interleave(n)
-    torch.manual_seed(seed)
-    out = model.generate(input_ids=ids.expand(n, -1), attention_mask=torch.ones_like(ids).expand(n, -1),
-                         past_key_values=cache, do_sample=True, temperature=temperature, top_p=top_p,
-                         max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    rollouts = []
-    for row in out[:, ids.shape[1]:].tolist():
-        n_tokens = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
-        text = tokenizer.decode(row[:n_tokens], skip_special_tokens=True)
-        for s in stop:
-            text = text.split(s, 1)[0]
-        rollouts.append(Rollout(text, n_tokens))
-    return rollouts
+    def __init__(self, n_steps: int, rollouts: int, strategy: str, value_of_prompt: bool, chunk: int):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        self.n, self.R, self.strategy, self.chunk = n_steps, rollouts, strategy, max(1, min(chunk, rollouts))
+        self.wins = {i: 0 for i in range(-1 if value_of_prompt else 0, n_steps)}
+        self.drawn = dict.fromkeys(self.wins, 0)
+        self.value_of_prompt = value_of_prompt
+        self.pos = 0  # the prefix a sequential strategy is at
+        self.lo, self.hi = 0, n_steps - 1  # bisection bounds
+        self.completing = False  # first_success found no zero: draw everything left
+        self.critical: int | None = None
+
+    def full(self, i: int) -> bool:
+        return self.drawn[i] >= self.R
+
+    def zero(self, i: int) -> bool:
+        return self.full(i) and self.wins[i] == 0
+
+    def _all(self, indices) -> list[tuple[int, int, int]]:
+        return [(i, self.drawn[i], self.R - self.drawn[i]) for i in indices if not self.full(i)]
+
+    def wanted(self) -> list[tuple[int, int, int]]:
+        if self.value_of_prompt and not self.full(-1):
+            return self._all([-1])
+        if self.critical is not None:
+            return []
+        s = self.strategy
+        if s == "exhaustive" or self.completing:
+            need = self._all(range(self.n))
+            if not need:
+                self.critical = self._lowest()
+            return need
+        if s == "bisect":
+            return self._bisect()
+        while self.pos < self.n:  # early_stop and first_success walk the prefixes in order
+            i = self.pos
+            if self.zero(i):
+                self.critical = i
+                return []
+            if self.full(i) or (s == "first_success" and self.wins[i] > 0):
+                self.pos += 1
+                continue
+            count = self.R - self.drawn[i] if s == "early_stop" else min(self.chunk, self.R - self.drawn[i])
+            return [(i, self.drawn[i], count)]
+        if s == "early_stop":
+            self.critical = self._lowest()
+            return []
+        self.completing = True  # first_success: no prefix reached 0, so the lowest needs every value
+        return self.wanted()
+
+    def _bisect(self) -> list[tuple[int, int, int]]:
+        last = self.n - 1
+        if not self.full(last):
+            return self._all([last])
+        floor = best_of_k(self.wins[last] / self.R, 5)
+        while self.lo < self.hi:
+            mid = (self.lo + self.hi) // 2
+            if not self.full(mid):
+                return self._all([mid])
+            if best_of_k(self.wins[mid] / self.R, 5) <= floor:
+                self.hi = mid
+            else:
+                self.lo = mid + 1
+        self.critical = self.lo
+        return []
+
+    def _lowest(self) -> int:
+        values = [self.wins[i] / self.drawn[i] for i in range(self.n)]
+        return values.index(min(values))
+
+    def feed(self, i: int, successes: int, count: int) -> None:
+        self.wins[i] += successes
+        self.drawn[i] += count
+
+    def result(self, steps: list[str], prefixes: list[str], best_of: int | None, tokens: int) -> StepValues:
+        q = [self.wins[i] / self.drawn[i] if self.drawn[i] else None for i in range(self.n)]
+        Q = [None if v is None else best_of_k(v, best_of) for v in q]
+        before = best_of_k(self.wins[-1] / self.drawn[-1], best_of) if self.value_of_prompt else None
+        advantages = [None if Q[i] is None or prev is None else Q[i] - prev
+                      for i, prev in enumerate([before] + Q[:-1])]
+        return StepValues(steps=steps, prefixes=prefixes, q=q, Q=Q, advantages=advantages,
+                          critical_step=self.critical, tokens_generated=tokens, rolled_out=sum(self.drawn.values()),
+                          exact=[self.full(i) for i in range(self.n)])
 
 
 def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rollouts: int,
-                best_of: int | None = None, strategy: Literal["exhaustive", "early_stop", "bisect"] = "exhaustive",
-                max_new_tokens: int = 256, seed: int = 0, temperature: float = 1.0,
-                stop: tuple[str, ...] = (), value_of_prompt: bool = False,
-                rollout_fn: RolloutFn | None = None) -> StepValues:
-    """Monte Carlo values of every step of `trace` (the completion of `prompt` for `problem`).
+                best_of: int | None = None, strategy: str = "exhaustive", max_new_tokens: int = 256,
+                seed: int = 0, temperature: float = 1.0, stop: tuple[str, ...] = (), value_of_prompt: bool = False,
+                chunk: int = 4, rollout_fn: RolloutFn | None = None) -> StepValues:
+    """Monte Carlo values of every step of one `trace` (the completion of `prompt` for `problem`).
 
-    `rollouts` continuations are sampled per prefix at `temperature`; `rollout_fn` replaces the
-    model's sampler (tests inject one with known outcomes). See the module docstring for
-    `strategy`, `best_of` and `value_of_prompt`.
+    `rollout_fn(context, first, count)` replaces the model's sampler (tests inject one with known
+    outcomes); by default rollouts come from `value_traces`' sampler. See the module docstring.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if rollout_fn is None:
+        from cotrepro.sections import StepValueParams
+
+        params = StepValueParams(rollouts=rollouts, best_of=best_of, strategy="exhaustive", temperature=temperature,
+                                 max_new_tokens=max_new_tokens)
+        return value_traces(model, tokenizer, task, [(problem, prompt, trace)], params, seed=seed, stop=stop,
+                            value_of_prompt=value_of_prompt, strategy=strategy, chunk=chunk)[0]
     if rollouts < 1:
         raise ValueError(f"rollouts must be at least 1, got {rollouts}")
-    if best_of is not None and best_of < 1:
-        raise ValueError(f"best_of must be at least 1 or None, got {best_of}")
     steps = task.steps(trace)
     if not steps:
         raise ValueError("the trace has no steps")
     prefixes = step_prefixes(trace, steps)
-    if rollout_fn is None:
-        def rollout_fn(context: str, n: int, s: int) -> list[Rollout]:
-            return sample_rollouts(model, tokenizer, context, n, s, max_new_tokens=max_new_tokens,
-                                   temperature=temperature, stop=stop)
+    valuer = _Valuer(len(steps), rollouts, strategy, value_of_prompt, chunk)
+    tokens = 0
+    while wanted := valuer.wanted():
+        for i, first, count in wanted:
+            prefix = "" if i < 0 else prefixes[i]
+            outs = rollout_fn(prompt + prefix, first, count)
+            tokens += sum(r.n_tokens for r in outs)
+            valuer.feed(i, sum(task.verify(problem, prefix + r.text).correct for r in outs), len(outs))
+    return valuer.result(steps, prefixes, best_of, tokens)
 
-    n = len(steps)
-    q: list[float | None] = [None] * n
-    spent = {"tokens": 0, "prefixes": 0}
 
-    def value(prefix: str, index: int) -> float:
-        # Seeded by the prefix index so every strategy draws the same rollouts for the same step.
-        outs = rollout_fn(prompt + prefix, rollouts, seed * 100_003 + index + 1)
-        spent["tokens"] += sum(r.n_tokens for r in outs)
-        spent["prefixes"] += 1
-        return sum(task.verify(problem, prefix + r.text).correct for r in outs) / len(outs)
+def value_traces(model, tokenizer, task, items: Sequence[tuple], params, *, seed: int = 0,
+                 stop: tuple[str, ...] = (), value_of_prompt: bool = False, strategy: str | None = None,
+                 chunk: int = 4, store=None, model_id: str = "", progress: bool = False) -> list[StepValues]:
+    """`StepValues` of every `(problem, prompt, trace)` in `items`, rollouts batched across traces.
 
-    def at(i: int) -> float:
-        if q[i] is None:
-            q[i] = value(prefixes[i], i)
-        return q[i]
+    `params` is a `StepValueParams`; `strategy` overrides its strategy. Each round gathers the
+    rollouts every unfinished trace wants next (a context several traces share is sampled once),
+    samples them in one `generate.sample` call, and grades them through `cotrepro.grade`.
+    """
+    from cotrepro.generate import sample_range
+    from cotrepro.grade import grade_problems
 
-    if strategy == "exhaustive":
-        for i in range(n):
-            at(i)
-        Q_known = [best_of_k(v, best_of) for v in q]
-        critical = Q_known.index(min(Q_known))
-    elif strategy == "early_stop":
-        critical, lowest = 0, float("inf")
-        for i in range(n):
-            Qi = best_of_k(at(i), best_of)
-            if Qi < lowest:
-                critical, lowest = i, Qi
-            if Qi == 0.0:
-                break
-    else:  # bisect for the first step whose Q is down to the last step's
-        floor = best_of_k(at(n - 1), best_of)
-        lo, hi = 0, n - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if best_of_k(at(mid), best_of) <= floor:
-                hi = mid
-            else:
-                lo = mid + 1
-        critical = lo
+    strategy = strategy or params.strategy
+    states = []
+    for problem, prompt, trace in items:
+        steps = task.steps(trace)
+        if not steps:
+            raise ValueError(f"problem {problem.id}: the trace has no steps")
+        prefixes = step_prefixes(trace, steps)
+        states.append((problem, prompt, steps, prefixes,
+                       _Valuer(len(steps), params.rollouts, strategy, value_of_prompt, chunk), [0]))
+    while True:
+        requests = []  # (state index, prefix index, first, count)
+        for s, (_, _, _, _, valuer, _) in enumerate(states):
+            requests += [(s, i, first, count) for i, first, count in valuer.wanted()]
+        if not requests:
+            break
+        contexts = [(states[s][1] + ("" if i < 0 else states[s][3][i]), first, count) for s, i, first, count in requests]
+        outputs = sample_range(model, tokenizer, contexts, temperature=params.temperature,
+                               max_new_tokens=params.max_new_tokens, stop=stop, seed=seed,
+                               batch_size=params.batch_size, store=store, model_id=model_id)
+        flat_problems, flat_texts = [], []
+        for (s, i, _, _), rollouts in zip(requests, outputs):
+            prefix = "" if i < 0 else states[s][3][i]
+            flat_problems += [states[s][0]] * len(rollouts)
+            flat_texts += [prefix + r.text for r in rollouts]
+        verdicts = iter(grade_problems(task, flat_problems, flat_texts, workers=1, progress=False))
+        for (s, i, _, count), rollouts in zip(requests, outputs):
+            states[s][4].feed(i, sum(bool(next(verdicts)["correct"]) for _ in rollouts), count)
+            states[s][5][0] += sum(r.n_tokens for r in rollouts)
+    return [valuer.result(steps, prefixes, params.best_of, tokens[0])
+            for _, _, steps, prefixes, valuer, tokens in states]
 
-    Q = [None if v is None else best_of_k(v, best_of) for v in q]
-    before = best_of_k(value("", -1), best_of) if value_of_prompt else None
-    advantages = [None if Q[i] is None or prev is None else Q[i] - prev
-                  for i, prev in enumerate([before] + Q[:-1])]
-    return StepValues(steps=steps, prefixes=prefixes, q=q, Q=Q, advantages=advantages,
-                      critical_step=critical, tokens_generated=spent["tokens"], rolled_out=spent["prefixes"])
+
+def critical_positions(values: Sequence[StepValues]) -> list[float]:
+    """Where the critical step falls, as a share of the trace (0 = first step, 1 = last)."""
+    return [sv.critical_step / max(1, len(sv.steps) - 1) for sv in values]
+
+
+def tokens_per_trace(values: Sequence[StepValues]) -> float:
+    return sum(sv.tokens_generated for sv in values) / max(1, len(values))
+
+
+def relative_cost(cheap: Sequence[StepValues], exhaustive: Sequence[StepValues]) -> float:
+    """Generated tokens of a cheap strategy over those of exhaustive rollouts, on the same traces."""
+    total = sum(sv.tokens_generated for sv in exhaustive)
+    return math.nan if not total else sum(sv.tokens_generated for sv in cheap) / total
+
+
+def value_job(spec: dict, out_dir) -> None:
+    """A `cotrepro.jobs` job: step values of `spec["items"]` ({problem, prompt, trace}) under the
+    model `spec["model"]`, with `spec["params"]` (a StepValueParams dict); writes `values.json`, one
+    record per item (its trace, problem id and `StepValues.to_record()`). Rollouts are stored in
+    `rollouts.jsonl` as they are sampled, so a killed job resumes."""
+    import json
+    from pathlib import Path
+
+    from cotrepro import specs
+    from cotrepro.params import from_dict
+    from cotrepro.quiet import quiet_libraries
+    from cotrepro.sections import StepValueParams, TaskSection
+    from cotrepro.tasks.base import Problem
+
+    quiet_libraries()
+    out_dir = Path(out_dir)
+    task = specs.get_task(from_dict(TaskSection, spec["task"]))
+    params = from_dict(StepValueParams, spec["params"])
+    model, tokenizer = specs.load(spec["model"], out_dir.parents[2])
+    items = [(Problem(**i["problem"]), i["prompt"], i["trace"]) for i in spec["items"]]
+    values = value_traces(model, tokenizer, task, items, params, seed=spec["seed"], stop=tuple(spec["stop"]),
+                          value_of_prompt=spec.get("value_of_prompt", False), store=out_dir / "rollouts.jsonl",
+                          model_id="valued")
+    records = [{"problem_id": p.id, "trace": trace, **sv.to_record()} for (p, _, trace), sv in zip(items, values)]
+    (out_dir / "values.json").write_text(json.dumps(records))

@@ -158,27 +158,33 @@ def library_versions() -> dict[str, str | None]:
 
 @dataclasses.dataclass(frozen=True)
 class RunDir:
-    """A run directory: `root/experiment/params_hash`."""
+    """A run directory: `root/<step>/<params hash>`."""
 
     path: Path
 
     @classmethod
-    def open(cls, experiment: str, params: Any, root: str | Path | None = None,
+    def locate(cls, step: str, params: Any, root: str | Path | None = None) -> RunDir:
+        """The run directory of `step` under these params (not created)."""
+        from cotrepro.params import to_dict
+
+        return cls(Path(root or DEFAULT_ROOT) / step / stable_hash(to_dict(params)))
+
+    @classmethod
+    def open(cls, step: str, params: Any, root: str | Path | None = None,
              seeds: Iterable[int] = ()) -> RunDir:
-        """Create (or reopen) the run directory of `experiment` under these params."""
+        """Create (or reopen) the run directory of `step` under these params."""
         from cotrepro import __version__
         from cotrepro.params import to_dict
 
-        resolved = to_dict(params)
-        run = cls(Path(root or DEFAULT_ROOT) / experiment / stable_hash(resolved))
+        run = cls.locate(step, params, root)
         run.path.mkdir(parents=True, exist_ok=True)
         params_file = run.path / "params.yaml"
         if not params_file.exists():
-            _atomic_write(params_file, yaml.safe_dump(resolved, sort_keys=False))
+            _atomic_write(params_file, yaml.safe_dump({"step": step, **to_dict(params)}, sort_keys=False))
         manifest = run.path / "manifest.json"
         if not manifest.exists():
             info = {
-                "experiment": experiment,
+                "step": step,
                 "params_hash": run.path.name,
                 "cotrepro_version": __version__,
                 "git_commit": git_commit(Path(__file__).parent),
@@ -204,6 +210,18 @@ class RunDir:
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text())
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    """Write a whole JSONL file at once (atomically: a reader sees the old file or the new one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -1,82 +1,119 @@
-"""Turn an experiment's params into models and problems: the same calls at every scale.
+"""The shipped micro world: checkpoints under `world/`, their hashes, and `cotrepro world`.
 
-A model spec is a hub id or local directory (paper scale), `micro:student` / `micro:teacher`
-(the micro world, pretrained once and cached by its params hash), or `tiny:ARCH` (a tiny randomly
-initialised qwen2/llama/gemma2 with an offline tokenizer, which stands in for a hub checkpoint when
-the paper params run in CI). Whatever the spec, the result is loaded by `models.load_model`, so
-micro models go through exactly the code path of hub models.
+The micro world plays the part hub checkpoints play at paper scale. It is trained once
+(`cotrepro world build`, see `cotrepro.micro`), committed under `world/` and checked before use:
+
+    world/student/  world/teacher/        save_pretrained folders (model and tokenizer)
+    world/stargraph-s0/ ...-s1/ ...-s2/   the star-graph models, one per training seed
+    world/test.jsonl       held-out arith problems, each with the prompt the experiments use
+    world/world.json       the build report: params and their hash, CPU time, accuracies
+    world/MANIFEST.json    sha256 of every file, the params hash and the command that built it
+
+`check()` compares every file with its sha256 and fails in one line naming the file that differs,
+so no experiment runs on a world that is not the one the findings describe.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from functools import cache
 from pathlib import Path
 
-from cotrepro.config import REPO_ROOT, ExperimentParams
-from cotrepro.tasks import get_task
-from cotrepro.tasks.base import Problem
+from cotrepro.paths import WORLD_DIR, shown
 
-GENERATED_TASKS = ("arith", "stargraph")
-
-
-def micro_root(run_root: str | Path) -> Path:
-    """Where the micro world's models are cached (shared by every step of a run root)."""
-    return Path(run_root) / "micro_world"
+ROLES = ("student", "teacher", "stargraph-s0", "stargraph-s1", "stargraph-s2")
+MANIFEST = "MANIFEST.json"
+BUILD_COMMAND = "cotrepro world build --out world"
 
 
-def resolve_model(spec: str, params: ExperimentParams, run_root: str | Path) -> str:
-    """The local directory or hub id that `spec` names (pretraining the micro world if needed)."""
-    if spec.startswith("micro:"):
-        from cotrepro.micro import pretrain_micro
-
-        role = spec.split(":", 1)[1]
-        if role not in ("student", "teacher"):
-            raise ValueError(f"model spec {spec!r}: expected micro:student or micro:teacher")
-        return pretrain_micro(params.micro, out_root=micro_root(run_root))[role]
-    if spec.startswith("tiny:"):
-        from cotrepro.micro import tiny_random_model
-
-        arch = spec.split(":", 1)[1]
-        out_dir = Path(run_root) / "tiny_models" / arch
-        if not (out_dir / "config.json").exists():
-            tiny_random_model(arch, out_dir)
-        return str(out_dir)
-    local = Path(spec) if Path(spec).is_absolute() else REPO_ROOT / spec
-    return str(local) if local.exists() else spec
+class WorldError(RuntimeError):
+    """The shipped world is missing or differs from its manifest (one line)."""
 
 
-def load(spec: str, params: ExperimentParams, run_root: str | Path, revision: str | None = None,
-         four_bit: bool = False):
-    """(model, tokenizer) for a model spec."""
-    from cotrepro.models import load_model
-
-    return load_model(resolve_model(spec, params, run_root), revision=revision, dtype=params.models.dtype,
-                      load_in_4bit=four_bit)
-
-
-def load_student(params: ExperimentParams, run_root: str | Path):
-    m = params.models
-    return load(m.student, params, run_root, m.student_revision, four_bit=m.load_in_4bit)
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def load_teacher(params: ExperimentParams, run_root: str | Path):
-    m = params.models
-    return load(m.teacher, params, run_root, m.teacher_revision)
+def write_manifest(world_dir: Path, command: str, cpu_seconds: float) -> dict:
+    """Hash every file of a built world and write MANIFEST.json beside them."""
+    report = json.loads((world_dir / "world.json").read_text())
+    files = {str(p.relative_to(world_dir)): sha256(p) for p in sorted(world_dir.rglob("*"))
+             if p.is_file() and p.name != MANIFEST}
+    manifest = {"params_hash": report["params_hash"], "command": command, "cpu_seconds": round(cpu_seconds, 1),
+                "files": files}
+    (world_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
 
 
-def problems(params: ExperimentParams, split: str, n: int | None = None) -> list[Problem]:
-    """`n` problems of the experiment's task and `split` (a seeded sample of a real benchmark)."""
-    t = params.task
-    task = get_task(t.name)
-    if t.name == "arith":  # the micro world's problems: numbers as large as its models were trained on
-        from cotrepro.tasks.arith import ArithTask
-
-        task = ArithTask(max_value=params.micro.max_value)
-    return task.load(split, data_dir=params.data_dir(), limit=n, seed=params.seed)
+def manifest(world_dir: Path = WORLD_DIR) -> dict:
+    path = Path(world_dir) / MANIFEST
+    if not path.is_file():
+        raise WorldError(f"no micro world at {shown(Path(world_dir))} ({MANIFEST} missing): "
+                         f"build one with `{BUILD_COMMAND}`")
+    return json.loads(path.read_text())
 
 
-def train_problems(params: ExperimentParams) -> list[Problem]:
-    return problems(params, params.task.train_split, params.task.n_train)
+@cache
+def _checked(world_dir: str, manifest_text: str) -> str:
+    expected = json.loads(manifest_text)["files"]
+    for name, digest in expected.items():
+        path = Path(world_dir) / name
+        if not path.is_file():
+            raise WorldError(f"{shown(path)}: missing from the micro world (listed in {MANIFEST})")
+        if sha256(path) != digest:
+            raise WorldError(f"{shown(path)}: sha256 differs from {MANIFEST}: the micro world was changed; "
+                             f"restore it (git checkout world/) or rebuild it with `{BUILD_COMMAND}`")
+    return hashlib.sha256(manifest_text.encode()).hexdigest()[:16]
 
 
-def test_problems(params: ExperimentParams) -> list[Problem]:
-    return problems(params, params.task.test_split, params.task.n_test)
+def check(world_dir: Path = WORLD_DIR) -> str:
+    """Verify every file against the manifest (once per process); returns the world's identity
+    (a hash of its manifest), which goes into the cache key of every job that uses the world."""
+    world_dir = Path(world_dir)
+    manifest(world_dir)
+    return _checked(str(world_dir.resolve()), (world_dir / MANIFEST).read_text())
+
+
+def model_dir(role: str, world_dir: Path = WORLD_DIR) -> Path:
+    check(world_dir)
+    if not (Path(world_dir) / role / "config.json").is_file():
+        have = sorted(p.parent.name for p in Path(world_dir).glob("*/config.json"))
+        raise WorldError(f"model spec micro:{role}: the micro world has {', '.join(have)}")
+    return Path(world_dir) / role
+
+
+def report(world_dir: Path = WORLD_DIR) -> dict:
+    return json.loads((Path(world_dir) / "world.json").read_text())
+
+
+def describe(world_dir: Path = WORLD_DIR) -> dict:
+    """What `cotrepro world --json` prints: the model folders, the test file and the task options."""
+    check(world_dir)
+    world_dir = Path(world_dir).resolve()
+    params = report(world_dir)["params"]
+    return {"student": str(world_dir / "student"), "teacher": str(world_dir / "teacher"),
+            "stargraph": [str(p.parent) for p in sorted(world_dir.glob("stargraph-s*/config.json"))],
+            "test": str(world_dir / "test.jsonl"),
+            "task": {"name": "arith", "template": params["arith"]["template"],
+                     "max_value": params["arith"]["max_value"], "n_steps": [2, 4],
+                     "answer_line": "#### N", "stop": ["\n\n", "Question:"]},
+            "stargraph_task": {k: params["stargraph"][k] for k in ("degree", "path_length", "n_nodes")},
+            "params_hash": manifest(world_dir)["params_hash"]}
+
+
+def export_test(world_dir: Path, n: int, max_value: int, template: str) -> Path:
+    """Write the held-out problems as the experiments prompt them (`world/test.jsonl`)."""
+    from cotrepro.tasks.arith import ArithTask
+
+    task = ArithTask(max_value=max_value)
+    path = Path(world_dir) / "test.jsonl"
+    with open(path, "w") as f:
+        for p in task.load("test", limit=n):
+            f.write(json.dumps({"id": p.id, "prompt": task.prompt(p, template), "answer": p.answer,
+                                "question": p.question, "steps": len(p.meta["steps"])}) + "\n")
+    return path

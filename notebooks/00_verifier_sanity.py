@@ -21,36 +21,28 @@
 # Run: `cotrepro run notebooks/00_verifier_sanity.ipynb -f params/micro/00_verifier_sanity.yaml`
 
 # %% tags=["parameters"]
-params_file = "params/micro/00_verifier_sanity.yaml"  # the params file of this run
-run_root = "runs"  # where run directories live
+params_file = "params/micro/00_verifier_sanity.yaml"  # relative to the repository root
+run_root = "runs"  # where results go, relative to the repository root
 
 # %%
 import pandas as pd
 
-from cotrepro.config import load_experiment
-from cotrepro.report import figures_dir
-from cotrepro.plots import verifier_sanity
+from cotrepro import paths, plots
+from cotrepro.pipeline import open_step
 from cotrepro.sanity import sanity_rows
-from cotrepro.store import RunDir
 
-P = load_experiment(params_file)
-run = RunDir.open(P.experiment, P, root=run_root, seeds=[P.seed])
-P.sanity
+run = open_step(params_file, run_root, step="verifier_sanity")
+P = run.params
+P.datasets
 
 # %% [markdown]
 # Grade every gold solution (MBPP programs run in the contained code runner).
 
 # %%
-rows, failures = sanity_rows(P.sanity.datasets, P.data_dir(), limit=P.sanity.limit, workers=P.workers,
-                             item_timeout_s=P.sanity.item_timeout_s,
-                             program_timeout_s=P.sanity.program_timeout_s,
-                             allow_code_execution=P.allow_code_execution)
-run.write_json("sanity.json", {"rows": rows, "failures": failures})
-
-# %% [markdown]
-# Pass rates per dataset and split. `no_gold` counts Countdown puzzles that have no solution.
-
-# %%
+rows, failures = sanity_rows(P.datasets, paths.resolve(P.data.data_dir), limit=P.limit, workers=P.workers,
+                             item_timeout_s=P.item_timeout_s, program_timeout_s=P.program_timeout_s,
+                             allow_code_execution=P.allow_code_execution, progress=False)
+run.dir.write_json("sanity.json", {"rows": rows, "failures": failures})
 pd.DataFrame(rows)
 
 # %% [markdown]
@@ -60,4 +52,4 @@ pd.DataFrame(rows)
 pd.DataFrame(failures)
 
 # %%
-verifier_sanity(run, figures_dir(P.scale))
+plots.show(plots.write_step(run))

@@ -11,83 +11,70 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
-# # 02 Sample teacher traces: the H, G and W training sets (SoT-6, SoT-7)
+# # 02 Sample teacher traces: G, W and the matched H / G / W sets (SoT-6, SoT-7)
 #
-# Shape of Thought compares a student fine-tuned on human solutions (H), on a stronger model's
-# traces that reach the correct answer (G), and on its traces that reach a wrong answer (W). This
-# step samples k traces per training problem from the teacher, grades each (final answer, and the
-# truth of every arithmetic step), and builds H, G and W at equal sizes by matching: only problems
-# with a G trace, a W trace and a human solution are kept, one example of each per problem (see
-# `cotrepro/experiments/traces.py` for why). It measures SoT-6 (W traces are mostly valid steps)
-# and SoT-7 (some G traces hold a false step). Steps 03-05 train on the stored sets.
+# The teacher writes several traces per training problem. Each is graded, and each of its steps
+# is checked: valid when its arithmetic is true AND its operands are numbers of the question or
+# earlier results. G traces end correct, W traces end wrong; H is the human solution, S the gold
+# in the student's own step-by-step style (the style control of step 04). Only problems with an
+# H, a G and a W are kept, one of each, so the sets differ only in the trace. SoT-6 asks whether
+# most steps of W traces are valid; SoT-7 whether G traces hold invalid steps more often than
+# wrong paths landing on the gold by chance would explain.
 #
 # Run: `cotrepro run notebooks/02_sample_teacher_traces.ipynb -f params/micro/02_sample_teacher_traces.yaml`
 
 # %% tags=["parameters"]
-params_file = "params/micro/02_sample_teacher_traces.yaml"  # the params file of this run
-run_root = "runs"  # where run directories live
+params_file = "params/micro/02_sample_teacher_traces.yaml"  # relative to the repository root
+run_root = "runs"  # where results go, relative to the repository root
 
 # %%
 import pandas as pd
 
-from cotrepro import world
-from cotrepro.config import load_experiment
-from cotrepro.experiments import sot, traces
-from cotrepro.plots_sot import sample_teacher_traces
-from cotrepro.report import figures_dir
-from cotrepro.store import RunDir
-from cotrepro.tasks import get_task
+from cotrepro import plots, specs
+from cotrepro.conditions import best_constant
+from cotrepro.experiments import sample_teacher_traces as step
+from cotrepro.pipeline import open_step
 
-P = load_experiment(params_file)
-sot.use_threads(P.sot.threads)
-run = RunDir.open(P.experiment, P, root=run_root, seeds=[P.seed])
-task = get_task(P.task.name)
-problems = world.train_problems(P)
-len(problems), P.models.teacher, P.sampling
+run = open_step(params_file, run_root, step="sample_teacher_traces")
+P = run.params
+task = specs.get_task(P.task)
+problems = specs.train_problems(P.task, P.data)
+print(f"{len(problems)} training problems, {P.sampling.k} samples each from {P.teacher.name}")
 
 # %% [markdown]
-# Sample k traces per problem from the teacher (stored as they finish: a rerun resumes) and grade
-# each: verifier verdict on the final answer, and every "expr = c" claim checked exactly.
+# The teacher samples; every trace is graded and its steps checked (stored as they finish).
 
 # %%
-teacher, tokenizer = world.load_teacher(P, run_root)
-graded = traces.sample_traces(teacher, tokenizer, task, problems, template=P.task.template, sampling=P.sampling,
-                              store=run.jsonl("teacher_samples"), model_id=P.models.teacher)
-run.write_json("graded.json", graded)
-run.write_json("per_problem_accuracy.json", traces.per_problem_accuracy(graded).tolist())
-pd.DataFrame(graded).drop(columns="completion").describe()
+graded = step.sample_traces(P, problems, store=run.path / "teacher_samples.jsonl", root=run.root)
+pd.DataFrame(graded)[["problem_id", "correct", "parsed", "n_claims", "n_false", "n_invalid"]].describe()
 
 # %% [markdown]
-# The equal-size training sets, matched by problem, stored as JSONL of {prompt, completion, problem_id}.
+# The matched sets: one H, G, W (and S) per problem that has all three.
 
 # %%
-sets = traces.build_sets(task, problems, graded, P.task.template)
-for name, examples in sets.items():
-    traces.write_examples(run.path / "sets" / f"{name}.jsonl", examples)
+sets = step.build_sets(task, problems, graded, P.task.template, P.max_sets)
+step.check_sets(P, graded, sets)
+step.write_sets(run.path, sets)
 {name: len(examples) for name, examples in sets.items()}
 
 # %% [markdown]
-# One problem's three traces, side by side.
+# SoT-6 and SoT-7 by their tests (`cotrepro/claims.yaml`).
 
 # %%
-pd.DataFrame({name: [examples[0]["completion"]] for name, examples in sets.items() if examples}).T
+chance = best_constant(task, problems)
+claims = [step.sot6_claim(graded, P.n_boot), step.sot7_claim(graded, chance, P.n_boot)]
+run.dir.write_json("graded.json", graded)
+run.dir.write_json("summary.json", step.summary(graded, sets, chance))
+run.dir.write_json("claims.json", claims)
+pd.DataFrame(claims)[["claim", "verdict", "effect", "ci", "what"]]
 
 # %% [markdown]
-# Teacher accuracy, set sizes, and the step-validity measures, each with a 95% interval.
+# One G and one W trace of the first matched problem, beside its human solution.
 
 # %%
-summary = traces.summary(graded, sets, len(problems), P.sampling.k, n_boot=P.sot.n_boot, seed=P.seed)
-run.write_json("summary.json", summary)
-pd.DataFrame(summary["rows"])
-
-# %% [markdown]
-# Claims SoT-6 and SoT-7.
+for name in ("H", "G", "W"):
+    print(f"--- {name}\n{sets[name][0]['completion'].strip()}")
 
 # %%
-run.write_json("claims.json", summary["claims"])
-pd.DataFrame(summary["claims"])
-
-# %%
-sample_teacher_traces(run, figures_dir(P.scale))
+plots.show(plots.write_step(run))

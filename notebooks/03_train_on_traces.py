@@ -11,76 +11,59 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 03 Train on traces: H vs G vs W (SoT-1, SoT-2)
 #
 # The Shape of Thought main result: a student fine-tuned on a stronger model's traces beats one
-# fine-tuned on human solutions, even when the traces end in a WRONG answer (SoT-1: W > H) and
-# when they end in the right one (SoT-2: G > H, G at least as good as W). The student base gets a
-# fresh LoRA adapter per training set and seed, and is evaluated greedily on the test problems;
-# "no fine-tuning" is the base itself. Accuracy is over all test problems; parsed-only accuracy
-# (the paper's denominator) and parse failures are reported beside it. Every (condition, seed)
-# run is stored as it finishes, so a killed run resumes.
+# fine-tuned on human solutions, even when the traces end in a WRONG answer (SoT-1: W > H), and
+# when they end right (SoT-2: G > H, G at least as good as W). The student is fine-tuned on each
+# matched set of step 02 with each seed and evaluated greedily on the test problems; "none" is
+# the untuned student. Accuracy is over all test problems (parsed-only accuracy beside it).
+# Fine-tunes run in parallel, one per core, and are stored by content: step 04 and 05 reuse them.
 #
 # Run: `cotrepro run notebooks/03_train_on_traces.ipynb -f params/micro/03_train_on_traces.yaml`
 # (after step 02, whose sets it reads).
 
 # %% tags=["parameters"]
-params_file = "params/micro/03_train_on_traces.yaml"  # the params file of this run
-run_root = "runs"  # where run directories live
+params_file = "params/micro/03_train_on_traces.yaml"  # relative to the repository root
+run_root = "runs"  # where results go, relative to the repository root
 
 # %%
-from functools import partial
-
 import pandas as pd
 
-from cotrepro import world
-from cotrepro.config import load_experiment
-from cotrepro.experiments import sot, traces
-from cotrepro.pipeline import step_run_dir
-from cotrepro.plots_sot import accuracy_table, train_on_traces
-from cotrepro.report import figures_dir
-from cotrepro.store import RunDir
-from cotrepro.tasks import get_task
+from cotrepro import plots, specs
+from cotrepro.conditions import accuracy_rows, best_constant, compact, run_conditions
+from cotrepro.experiments import sample_teacher_traces, train_on_traces as step
+from cotrepro.pipeline import open_step
 
-P = load_experiment(params_file)
-sot.use_threads(P.sot.threads)
-run = RunDir.open(P.experiment, P, root=run_root, seeds=list(P.sot.seeds))
-traces_run = step_run_dir(P.sot.step_file("traces_from", params_file), run_root)
-sets = traces.load_sets(traces_run)
-task = get_task(P.task.name)
-test_problems = world.test_problems(P)
-{name: len(examples) for name, examples in sets.items()}, len(test_problems), P.sot.seeds
+run = open_step(params_file, run_root, step="train_on_traces")
+P = run.params
+sets = sample_teacher_traces.load_sets(run.upstream("traces_from").path, [c for c in P.conditions if c != "none"])
+test = specs.test_problems(P.task, P.data)
+print(f"sets: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; {len(test)} test problems; seeds {list(P.seeds)}")
 
 # %% [markdown]
-# Fine-tune and evaluate every condition and seed (stored runs are skipped).
+# Fine-tune on every set with every seed, then evaluate every model (stored jobs are reused).
 
 # %%
-training_sets = {c: (None if c == sot.NO_FINE_TUNING else sets[c]) for c in P.sot.conditions}
-records = sot.run_all(run.jsonl("results"), training_sets, P.sot.seeds, load_base=partial(world.load_student, P, run_root),
-                      task=task, test_problems=test_problems, params=P, out_root=run.path / "train")
-pd.DataFrame(sot.accuracy_rows(records))
+results = run_conditions(step.training_sets(P, sets), P.seeds, student=P.student, finetune=P.finetune, task=P.task,
+                         data=P.data, ev=P.eval, compute=P.compute, root=run.root)
+run.dir.write_json("outcomes.json", compact(results))
+pd.DataFrame(accuracy_rows(results)).groupby("condition", sort=False).mean(numeric_only=True)
 
 # %% [markdown]
-# Accuracy per condition: 95% interval over seeds x test problems.
+# SoT-1 and SoT-2 by their tests: two-level intervals (seeds, then test problems).
 
 # %%
-accuracy_table(records, list(P.sot.conditions), n_boot=P.sot.n_boot)
+claims = step.main_claims(results, chance=best_constant(specs.get_task(P.task), test), n_boot=P.n_boot)
+run.dir.write_json("claims.json", claims)
+pd.DataFrame(claims)[["claim", "verdict", "effect", "ci", "what"]]
 
 # %% [markdown]
-# Claims SoT-1 (W - H) and SoT-2 (G - H; G - W alongside): paired bootstrap over test problems.
+# What each condition writes for the first test problem (seed of the first run).
 
 # %%
-claims = sot.main_claims(records, n_boot=P.sot.n_boot, seed=P.seed)
-run.write_json("claims.json", claims)
-pd.DataFrame(claims)
-
-# %% [markdown]
-# A few greedy completions of each condition on the first test problem.
+pd.DataFrame([{"condition": c, "completion": records[0]["completions"][0][0]} for c, records in results.items()])
 
 # %%
-pd.DataFrame([{"run": r["key"], "correct": r["correct"][0], "completion": r["completions"][0]} for r in records])
-
-# %%
-train_on_traces(run, figures_dir(P.scale))
+plots.show(plots.write_step(run))

@@ -11,108 +11,75 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
-# # 04 Paraphrase and distance: is closeness to the student what helps? (SoT-3, SoT-4)
+# # 04 Paraphrase distance: how far each set sits from the student, and P against H (SoT-3, SoT-4)
 #
-# Shape of Thought explains SoT-1/2 by distribution: synthetic traces are closer to the student
-# than human ones (SoT-3: lower per-token NLL under the student base), and rewriting human
-# solutions toward a model's distribution (P) helps too (SoT-4: P beats H). The paraphraser
-# rewrites each H trace of step 02's sets; a rewrite is kept only if its final answer is unchanged
-# (the rejection rate is reported), and P is compared with H restricted to the same problems.
-# Accuracies of H, G and W come from step 03's stored runs when both steps train alike.
+# SoT-3: synthetic traces (G, W) sit closer to the student's own distribution than human ones
+# (H): their per-token NLL under the untuned student is lower. The style control S (the gold
+# solution written in the student's step-by-step style) splits the gap into style and content.
+# SoT-4: rewriting H with a model toward the student's distribution (P) helps: the student
+# fine-tuned on P beats the student fine-tuned on H over the same problems (H@P).
 #
 # Run: `cotrepro run notebooks/04_paraphrase_distance.ipynb -f params/micro/04_paraphrase_distance.yaml`
-# (after steps 02 and 03).
+# (after step 02).
 
 # %% tags=["parameters"]
-params_file = "params/micro/04_paraphrase_distance.yaml"  # the params file of this run
-run_root = "runs"  # where run directories live
+params_file = "params/micro/04_paraphrase_distance.yaml"  # relative to the repository root
+run_root = "runs"  # where results go, relative to the repository root
 
 # %%
-from functools import partial
-
 import pandas as pd
 
-from cotrepro import world
-from cotrepro.config import load_experiment
-from cotrepro.experiments import paraphrase_distance as distance
-from cotrepro.experiments import sot, traces
-from cotrepro.generate import SamplingParams
-from cotrepro.pipeline import step_run_dir
-from cotrepro.plots_sot import paraphrase_distance
-from cotrepro.report import figures_dir
-from cotrepro.store import RunDir
-from cotrepro.tasks import get_task
+from cotrepro import plots, specs
+from cotrepro.conditions import accuracy_rows, best_constant, compact
+from cotrepro.experiments import paraphrase_distance as step, sample_teacher_traces
+from cotrepro.pipeline import open_step
 
-P = load_experiment(params_file)
-sot.use_threads(P.sot.threads)
-run = RunDir.open(P.experiment, P, root=run_root, seeds=list(P.sot.seeds))
-traces_file = P.sot.step_file("traces_from", params_file)
-results_file = P.sot.step_file("results_from", params_file)
-sets = traces.load_sets(step_run_dir(traces_file, run_root))
-task = get_task(P.task.name)
-train_problems = world.train_problems(load_experiment(traces_file))  # the problems step 02 sampled
-{name: len(examples) for name, examples in sets.items()}, P.models.paraphraser, P.sot.paraphrase_style
+run = open_step(params_file, run_root, step="paraphrase_distance")
+P = run.params
+traces = run.upstream("traces_from").path
+names = ["H", "G", "W", "S"] if (traces / "sets" / "S.jsonl").is_file() else ["H", "G", "W"]
+sets = sample_teacher_traces.load_sets(traces, names)
+print({name: len(examples) for name, examples in sets.items()})
 
 # %% [markdown]
-# Paraphrase every H trace (stored as generated) and keep the answer-preserving rewrites; a trace
-# whose rewrite changed the answer is tried again (another seed) up to `paraphrase_attempts` times.
+# Per-token NLL of every set under the untuned student (SoT-3).
 
 # %%
-paraphraser, paraphraser_tokenizer = world.load(P.models.paraphraser, P, run_root)
-sampling = SamplingParams(temperature=P.sot.paraphrase_temperature, max_new_tokens=P.sampling.max_new_tokens,
-                          seed=P.seed, batch_size=P.sampling.batch_size)
-p_set, h_at_p, paraphrases, attempts = distance.paraphrase_set(
-    sets["H"], train_problems, task, model=paraphraser, tokenizer=paraphraser_tokenizer, sampling=sampling,
-    style=P.sot.paraphrase_style, attempts=P.sot.paraphrase_attempts, store=run.jsonl("paraphrase_samples"),
-    model_id=P.models.paraphraser)
-traces.write_examples(run.path / "sets" / "P.jsonl", p_set)
-run.write_json("paraphrases.json", [p.to_dict() for p in paraphrases])
-rejection = {**distance.rejection_summary(paraphrases), "attempts": attempts}
-run.write_json("rejection.json", rejection)
-rejection
+model, tokenizer = specs.load(P.student, run.root)
+nll = step.per_token_nll(model, tokenizer, sets, P.nll_batch_size)
+run.dir.write_json("nll.json", nll)
+pd.DataFrame({name: pd.Series(values) for name, values in nll.items()}).describe().loc[["count", "mean", "std"]]
 
 # %% [markdown]
-# One human trace and its paraphrase.
+# Paraphrase every H trace; keep the rewrites whose final answer is unchanged.
 
 # %%
-pd.DataFrame([paraphrases[0].to_dict()]).T
+problems = specs.train_problems(P.task, P.data)
+p_set, h_at_p, attempts = step.paraphrase_sets(P, problems, sets["H"], store=run.path / "paraphrases.jsonl", root=run.root)
+rate = step.keep_rate(attempts)
+run.dir.write_json("paraphrases.json", {"keep_rate": rate, "kept": len(p_set), "attempts": attempts})
+nll.update(step.per_token_nll(model, tokenizer, {"P": p_set}, P.nll_batch_size) if p_set else {})
+run.dir.write_json("nll.json", nll)
+print(f"kept {len(p_set)} of {len(sets['H'])} (first-attempt keep rate {rate:.0%})")
+pd.DataFrame(attempts[:5])[["problem_id", "kept", "reason", "text"]]
 
 # %% [markdown]
-# Accuracies: H, G, W and no fine-tuning from step 03 (when it trained alike), then P and
-# (if P dropped problems) H on P's problems, trained here with the same seeds.
+# Fine-tune on P and on H over the same problems, every seed, and evaluate (stored jobs are reused).
 
 # %%
-store = run.jsonl("results")
-copied = sot.adopt(store, step_run_dir(results_file, run_root).jsonl("results"), P, load_experiment(results_file),
-                   list(P.sot.conditions))
-needed = {c: (None if c == sot.NO_FINE_TUNING else sets[c]) for c in P.sot.conditions}
-needed.update(distance.training_sets(sets["H"], p_set, h_at_p, P.sot.min_paraphrases))
-records = sot.run_all(store, needed, P.sot.seeds, load_base=partial(world.load_student, P, run_root), task=task,
-                      test_problems=world.test_problems(P), params=P, out_root=run.path / "train")
-len(copied), pd.DataFrame(sot.accuracy_rows(records))
+results = step.train_p_and_h(P, p_set, h_at_p, run.root)
+run.dir.write_json("outcomes.json", compact(results))
+pd.DataFrame(accuracy_rows(results)).groupby("condition", sort=False).mean(numeric_only=True)
 
 # %% [markdown]
-# Per-token NLL of every training set under the student base.
+# SoT-3 and SoT-4 by their tests.
 
 # %%
-student, tokenizer = world.load_student(P, run_root)
-scored = {name: distance.per_example_nll(student, tokenizer, examples, P.sot.nll_batch_size)
-          for name, examples in {**sets, "P": p_set}.items() if examples}
-points = distance.points(scored, records, n_boot=P.sot.n_boot, seed=P.seed)
-run.write_json("points.json", points)
-pd.DataFrame(points)
-
-# %% [markdown]
-# Claims SoT-3 (NLL of H minus that of G and W) and SoT-4 (P minus H on the same problems).
+chance = best_constant(specs.get_task(P.task), specs.test_problems(P.task, P.data))
+claims = [step.distance_claim(nll, P.n_boot), step.paraphrase_claim(results, rate, chance, P.n_boot)]
+run.dir.write_json("claims.json", claims)
+pd.DataFrame(claims)[["claim", "verdict", "effect", "ci", "what", "note"]]
 
 # %%
-claims = [distance.distance_claim(scored, n_boot=P.sot.n_boot, seed=P.seed),
-          distance.paraphrase_claim(records, rejection["rejection_rate"], len(p_set), P.sot.min_paraphrases,
-                                    n_boot=P.sot.n_boot, seed=P.seed)]
-run.write_json("claims.json", claims)
-pd.DataFrame(claims)
-
-# %%
-paraphrase_distance(run, figures_dir(P.scale))
+plots.show(plots.write_step(run))

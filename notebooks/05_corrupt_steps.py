@@ -11,85 +11,62 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
-# # 05 Corrupt steps: does accuracy fall gradually with flawed traces? (SoT-5)
+# # 05 Corrupt steps: accuracy against the share of corrupted steps (SoT-5)
 #
-# Shape of Thought reports that students tolerate flawed traces: accuracy declines gradually, not
-# at once, as more steps are corrupted. This step corrupts a share (the level) of the steps of
-# every G trace with each operator (`cotrepro.corrupt`: change a number, swap an operator,
-# delete a step, or a mix), fine-tunes the student on each corrupted set and evaluates it.
-# "Gradual" is one test fixed in advance (`cotrepro/experiments/corruption.py`): the accuracy
-# lost from level 0.25 to 1 exceeds the accuracy lost from 0 to 0.25.
+# Shape of Thought: models tolerate flawed traces; accuracy falls gradually, not at once, as
+# more steps are corrupted. A share of the steps of every G trace is corrupted (the final-answer
+# line is not a step), the student is fine-tuned on each corrupted set with each seed, and the
+# test asks three things at once: accuracy does fall from clean to fully corrupted (D > 0), less
+# than half of that drop has happened at a quarter corrupted (E > 0), and a little corruption
+# does not raise accuracy beyond a small margin (R below it). Level 0 is step 03's G.
 #
 # Run: `cotrepro run notebooks/05_corrupt_steps.ipynb -f params/micro/05_corrupt_steps.yaml`
-# (after steps 02 and 03).
+# (after step 02).
 
 # %% tags=["parameters"]
-params_file = "params/micro/05_corrupt_steps.yaml"  # the params file of this run
-run_root = "runs"  # where run directories live
+params_file = "params/micro/05_corrupt_steps.yaml"  # relative to the repository root
+run_root = "runs"  # where results go, relative to the repository root
 
 # %%
-from functools import partial
-
 import pandas as pd
 
-from cotrepro import world
-from cotrepro.config import load_experiment
-from cotrepro.experiments import corruption, sot, traces
-from cotrepro.pipeline import step_run_dir
-from cotrepro.plots_sot import corrupt_steps
-from cotrepro.report import figures_dir
-from cotrepro.store import RunDir
-from cotrepro.tasks import get_task
+from cotrepro import plots, specs
+from cotrepro.conditions import accuracy_rows, best_constant, compact, run_conditions
+from cotrepro.experiments import corrupt_steps as step, sample_teacher_traces
+from cotrepro.pipeline import open_step
 
-P = load_experiment(params_file)
-sot.use_threads(P.sot.threads)
-run = RunDir.open(P.experiment, P, root=run_root, seeds=list(P.sot.seeds))
-traces_file = P.sot.step_file("traces_from", params_file)
-results_file = P.sot.step_file("results_from", params_file)
-g_examples = traces.load_sets(step_run_dir(traces_file, run_root), ["G"])["G"]
-task = get_task(P.task.name)
-problems_by_id = {p.id: p for p in world.train_problems(load_experiment(traces_file))}
-len(g_examples), P.sot.operators, P.sot.levels, P.sot.seeds
+run = open_step(params_file, run_root, step="corrupt_steps")
+P = run.params
+g_set = sample_teacher_traces.load_sets(run.upstream("traces_from").path, ["G"])["G"]
+print(f"{len(g_set)} G traces; levels {list(P.levels)}; operators {list(P.operators)}; seeds {list(P.seeds)}")
 
 # %% [markdown]
-# The corrupted training sets: share of steps hit, and share of traces whose final answer still
-# verifies (a corrupted step can change the answer, or leave it).
+# The corrupted sets (seeded by each trace: every training seed sees the same set).
 
 # %%
-corrupted, design = corruption.design(g_examples, task, problems_by_id, P.sot.operators, P.sot.levels, seed=P.seed)
-run.write_json("corruption.json", design)
-pd.DataFrame(design["sets"])
+sets, design = step.corrupted_sets(g_set, specs.get_task(P.task), P.operators, P.levels)
+run.dir.write_json("design.json", design)
+print(sets[step.condition_name(P.operators[0], 0.25)][0]["completion"])
+pd.DataFrame(design)
 
 # %% [markdown]
-# One G trace and its corruption by each operator at level 0.5 (or the first level above 0).
+# Fine-tune on every corrupted set with every seed and evaluate (stored jobs are reused).
 
 # %%
-shown = next(lv for lv in P.sot.levels if lv >= 0.5)
-pd.DataFrame({name: [examples[0]["completion"]] for name, examples in corrupted.items()
-              if name == corruption.CLEAN or name.endswith(f"@{shown:g}")}).T
+results = run_conditions({**sets, "none": None}, P.seeds, student=P.student, finetune=P.finetune, task=P.task,
+                         data=P.data, ev=P.eval, compute=P.compute, root=run.root)
+run.dir.write_json("outcomes.json", compact(results))
+pd.DataFrame(accuracy_rows(results)).groupby("condition", sort=False).mean(numeric_only=True)
 
 # %% [markdown]
-# Fine-tune and evaluate on every set and seed. Level 0 (G) and no fine-tuning are taken from
-# step 03's stored runs when both steps train alike.
+# SoT-5 by its test.
 
 # %%
-store = run.jsonl("results")
-copied = sot.adopt(store, step_run_dir(results_file, run_root).jsonl("results"), P, load_experiment(results_file),
-                   [sot.NO_FINE_TUNING, corruption.CLEAN])
-records = sot.run_all(store, {sot.NO_FINE_TUNING: None, **corrupted}, P.sot.seeds,
-                      load_base=partial(world.load_student, P, run_root), task=task,
-                      test_problems=world.test_problems(P), params=P, out_root=run.path / "train")
-len(copied), pd.DataFrame(sot.accuracy_rows(records))
-
-# %% [markdown]
-# Claim SoT-5 by the test fixed in advance.
+chance = best_constant(specs.get_task(P.task), specs.test_problems(P.task, P.data))
+claims = [step.gradual_claim(results, P.operators, chance, results["none"][0]["summary"]["accuracy"], P.n_boot)]
+run.dir.write_json("claims.json", claims)
+pd.DataFrame(claims)[["claim", "verdict", "effect", "ci", "what"]]
 
 # %%
-claims = [corruption.gradual_claim(records, P.sot.operators, n_boot=P.sot.n_boot, seed=P.seed)]
-run.write_json("claims.json", claims)
-pd.DataFrame(claims)
-
-# %%
-corrupt_steps(run, figures_dir(P.scale))
+plots.show(plots.write_step(run))

@@ -12,102 +12,87 @@
 # ---
 
 # %% [markdown]
-# # 06 Scale synthetic data: SFT, RFT and per-step DPO against the number of synthetic problems
+# # 06 Scale synthetic data: SFT, RFT and per-step DPO against the number of problems
+# (ST-1, ST-2, ST-3, ST-4, ST-5, ST-7)
 #
-# Reproduces Setlur et al. (2024), Fig. 2-5: test error as a function of the number of synthetic
-# problems for SFT on teacher positives, RFT on self-generated positives, and per-step DPO on
-# negatives cut at their critical step; the iso-error multipliers (paper: 2x for RFT, 8x for
-# per-step DPO); standard and edit-distance DPO; pass@k. Claims ST-1, ST-2, ST-3, ST-4, ST-5, ST-7.
-# The method is described in `cotrepro/experiments/scaling.py`. Every training run, sample set and
-# evaluation is stored as it finishes, so a killed run resumes where it stopped.
+# Setlur et al. 2024: SFT on a capable model's positive traces helps slowly (ST-1); RFT on the
+# SFT model's own positives reaches SFT's error with about half the problems (ST-2), though more
+# self-generated positives can stop helping (ST-3); per-step DPO on negatives cut at their
+# critical step reaches it with about an eighth (ST-4), where standard DPO does not beat SFT
+# (ST-5); per-step DPO helps pass@5 too (ST-7). The cells below run the recipe in its order;
+# every stage is stored, and the independent jobs of a stage run in parallel, one per core.
 #
 # Run: `cotrepro run notebooks/06_scale_synthetic_data.ipynb -f params/micro/06_scale_synthetic_data.yaml`
 
 # %% tags=["parameters"]
-params_file = "params/micro/06_scale_synthetic_data.yaml"  # the params file of this run
-run_root = "runs"  # where run directories live
+params_file = "params/micro/06_scale_synthetic_data.yaml"  # relative to the repository root
+run_root = "runs"  # where results go, relative to the repository root
 
 # %%
 import pandas as pd
 
-from cotrepro.config import load_experiment
-from cotrepro.experiments.scaling import ScalingRun, analyse
-from cotrepro.plots_setlur import scale_synthetic_data
-from cotrepro.report import figures_dir
-from cotrepro.store import RunDir
+from cotrepro import plots, specs
+from cotrepro.conditions import best_constant
+from cotrepro.experiments import scale_synthetic_data as step
+from cotrepro.pipeline import open_step
 
-P = load_experiment(params_file)
-run = RunDir.open(P.experiment, P, root=run_root, seeds=[P.seed])
-experiment = ScalingRun(P, run, run_root)
-P.scaling
+run = open_step(params_file, run_root, step="scale_synthetic_data")
+P = run.params
+P.ladder
 
 # %% [markdown]
-# Teacher positives: the teacher's first correct sample of each training problem; the first n
-# problems that have one are the n-problem SFT set.
+# 1. Teacher positives: its first correct sample of each pool problem; the first n form rung n.
 
 # %%
-train_set = experiment.teacher_positives()
-print(len(train_set), "problems with a teacher positive; the first:")
-print(train_set[0]["prompt"] + train_set[0]["completion"])
+positives = step.teacher_positives(run)
+print(f"{len(positives)} problems with a teacher positive; the first:\n{positives[0]['prompt']}{positives[0]['completion']}")
 
 # %% [markdown]
-# SFT on teacher positives, at every ladder size and seed (greedy pass@1 on the test problems).
+# 2. SFT at every rung and seed (the same number of epochs at every rung).
 
 # %%
-for n in P.scaling.method_sizes("sft"):
-    for seed in P.scaling.seeds:
-        experiment.evaluate("sft", n, seed)
+sft = step.sft_models(run, positives)
 
 # %% [markdown]
-# RFT: the SFT data plus the SFT model's own correct samples (deduplicated, capped per problem),
-# trained from the student base.
+# 3-4. The SFT models sample their own problems; RFT adds their correct samples to the SFT data.
 
 # %%
-for n in P.scaling.method_sizes("rft"):
-    for seed in P.scaling.seeds:
-        experiment.evaluate("rft", n, seed)
+samples = step.self_samples(run, positives, sft)
+rft = step.rft_models(run, positives, samples)
 
 # %% [markdown]
-# Per-step DPO: the SFT model's negatives valued step by step (best-of-K Monte Carlo rollouts),
-# cut at their critical step, paired with a correct trace; DPO with the SFT model as reference.
+# 5-7. Step values of the negatives under their SFT model; pairs; DPO from the SFT model.
 
 # %%
-for n in P.scaling.method_sizes("dpo_step"):
-    for seed in P.scaling.seeds:
-        experiment.evaluate("dpo_step", n, seed)
+values = step.negative_values(run, positives, sft, samples)
+pairs = step.dpo_pairs(run, positives, samples, values)
+dpo = step.dpo_models(run, sft, pairs)
+pd.DataFrame([{"model": step.model_name(k), "pairs": len(v)} for k, v in pairs.items()])
 
 # %% [markdown]
-# Standard DPO (random pairs of whole traces) and edit-distance DPO on the same negatives, at the
-# comparison size; pass@k of SFT and per-step DPO there.
+# 8. Every model greedily on the test problems; pass@k of SFT and per-step DPO at the compare size.
 
 # %%
-for method in ("dpo_random", "dpo_edit"):
-    for seed in P.scaling.seeds:
-        experiment.evaluate(method, P.scaling.compare_size, seed)
-for method in ("sft", "dpo_step"):
-    for seed in P.scaling.seeds:
-        experiment.evaluate(method, P.scaling.compare_size, seed, k=P.eval.k)
+models = {("sft", *k): j for k, j in sft.items()} | rft | dpo
+evals = step.evaluations(run, models)
+run.dir.write_json("models.json", {step.model_name(k): j.key for k, j in models.items()})
+run.dir.write_json("values.json", {f"n{n}/s{s}": [{k: r[k] for k in ("critical_step", "steps", "tokens_generated",
+                                                                   "rolled_out")} for r in v]
+                                    for (n, s), v in values.items()})
+run.dir.write_json("outcomes.json", step.compact_evals(evals, P))
+errors = pd.DataFrame(step.error_table(evals, P))
+errors.groupby(["method", "n"], dropna=False).error.agg(["mean", "std", "count"])
 
 # %% [markdown]
-# Test error of every run.
+# The claims by their tests (`cotrepro/claims.yaml`).
 
 # %%
-evals = list(run.jsonl("evals"))
-pd.DataFrame([{"method": r["method"], "n": r["n"], "seed": r["seed"], "k": r["k"], "score": r["score"],
-               "train_examples": r["train_examples"]} for r in evals]).sort_values(["k", "method", "n"])
-
-# %% [markdown]
-# The power law of the SFT curve, the iso-error multipliers and the claims.
-
-# %%
-result = analyse(evals, P.scaling, pass_k=P.eval.k, seed=P.seed)
-run.write_json("scaling_summary.json", {"fits": result["fits"], "multipliers": result["multipliers"],
-                                        "compare_size": P.scaling.compare_size, "pass_k": P.eval.k})
-run.write_json("claims.json", result["claims"])
-pd.DataFrame(result["multipliers"])
+chance = best_constant(specs.get_task(P.task), specs.test_problems(P.task, P.data))
+claims = [f(evals, P, 1 - chance) for f in (step.st1_claim, step.st2_claim, step.st3_claim, step.st4_claim,
+                                            step.st5_claim)]
+claims.append(step.st7_claim(evals, P, step.chance_pass_at_k(chance, P.pass_at_k.k)))
+run.dir.write_json("claims.json", claims)
+pd.DataFrame(claims)[["claim", "verdict", "effect", "ci", "what"]]
 
 # %%
-pd.DataFrame(result["claims"])[["claim", "effect", "ci", "verdict", "what"]]
-
-# %%
-scale_synthetic_data(run, figures_dir(P.scale))
+plots.show(plots.write_step(run))

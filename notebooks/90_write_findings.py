@@ -11,41 +11,33 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
-# # 90 Findings: every figure, every table, and a verdict per claim
+# # 90 Write findings: every figure and table, and FINDINGS.md
 #
-# Reads the stored results of every step of this scale, regenerates every figure (PNG and PDF)
-# and table (Markdown and CSV) under `figures/`, and writes `figures/FINDINGS.md`: each claim of
-# the two papers with the measured effect, its 95% interval and a verdict. Nothing is retrained;
-# `cotrepro figures` does the same from the command line.
+# Reads the stored results of every step of this scale (trains nothing) and writes every figure
+# and table, `FINDINGS.md` and `findings.csv`: one row per claim, with its effect, 95% interval,
+# verdict, the untuned base, the chance level, the seeds and test problems behind it, and the
+# notebook that measured it. `cotrepro figures --scale SCALE` runs the same code.
 #
 # Run: `cotrepro run notebooks/90_write_findings.ipynb -f params/micro/90_write_findings.yaml`
 
 # %% tags=["parameters"]
-params_file = "params/micro/90_write_findings.yaml"  # the params file of this run
-run_root = "runs"  # where run directories live
+params_file = "params/micro/90_write_findings.yaml"  # relative to the repository root
+run_root = "runs"  # where results go, relative to the repository root
 
 # %%
-from IPython.display import Markdown
+import pandas as pd
 
-from cotrepro.config import load_experiment
-from cotrepro.pipeline import stored_results
-from cotrepro.report import figures_dir, write_all
+from cotrepro import plots
+from cotrepro.pipeline import open_step, stored_results
 
-P = load_experiment(params_file)
-stored = stored_results(P.scale, run_root)
-sorted(stored)
-
-# %% [markdown]
-# Regenerate every figure and table from the stored results.
+run = open_step(params_file, run_root, step="write_findings")
+stored = stored_results(run.params.scale, run.root)
+[r.label for r in stored]
 
 # %%
-written = write_all(stored, scale=P.scale)
-[str(p) for p in written]
-
-# %% [markdown]
-# The findings report.
+written = plots.write_all(stored, run.params.scale, run.figures)
+pd.read_csv(run.figures / "findings.csv")[["claim", "verdict", "effect", "ci_low", "ci_high", "seeds", "n_test"]]
 
 # %%
-Markdown((figures_dir(P.scale) / "FINDINGS.md").read_text())
+plots.show(written)

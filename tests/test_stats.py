@@ -1,11 +1,58 @@
+import ast
+import dataclasses
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cotrepro.stats import (Interval, PowerLaw, binomial_ci, bootstrap_ci, bootstrap_multiplier,
-                            diff_ci, fit_power_law, iso_error_multiplier, verdict)
+from cotrepro import stats
+from cotrepro.stats import (Interval, MultiplierInterval, PowerLaw, binomial_ci, both, bootstrap_ci,
+                            bootstrap_multiplier, cluster_bootstrap_ci, cluster_share_ci, diff_ci,
+                            exponent_ci, fit_power_law, hier_diff_ci, hier_mean_ci, iso_error_multiplier,
+                            iso_error_n, monotone_errors, multiplier, noninferiority, nonsuperiority,
+                            power_law_fit_check, two_level_bootstrap, verdict)
 
+TWO_LEVEL = "two-level bootstrap (seeds, then problems)"
+
+
+def bernoulli(rng, p_correct, shape):
+    return (rng.random(shape) < p_correct).astype(float)
+
+
+def mean_diff(d):
+    return d["a"].mean() - d["b"].mean()
+
+
+def width(ci):
+    return ci.high - ci.low
+
+
+# --- module ------------------------------------------------------------------------------------
+
+def test_module_imports_only_numpy_beyond_the_standard_library_at_top_level():
+    # the CLI imports stats and must start fast: scipy is imported inside binomial_ci only
+    tree = ast.parse(Path(stats.__file__).read_text())
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            top.add(node.module)
+    assert top <= {"__future__", "math", "warnings", "collections.abc", "dataclasses", "typing", "numpy"}
+
+
+def test_interval_gains_kind_and_share_undefined_and_stays_frozen():
+    ci = Interval(0.5, 0.25, 0.75)
+    assert ci.kind == "percentile bootstrap" and ci.share_undefined == 0.0 and ci.n_undefined == 0
+    assert str(ci) == "0.5 [0.25, 0.75]"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ci.low = 0.0  # type: ignore[misc]
+    assert binomial_ci(8, 10).kind == "Wilson"
+
+
+# --- one-level intervals (unchanged behaviour) ------------------------------------------------
 
 def test_power_law_recovers_known_parameters_from_noisy_data():
     rng = np.random.default_rng(0)
@@ -21,27 +68,15 @@ def test_power_law_rejects_zero_error():
         fit_power_law([1, 2], [0.5, 0.0])
 
 
-def test_multiplier_matches_analytical_value_on_exact_power_law():
+def test_deprecated_fitted_curve_multiplier_still_matches_analytical_value():
     fit = fit_power_law([100, 200, 400, 800], PowerLaw(0.5, 0.1)([100, 200, 400, 800]))
-    # a method on 1000 problems at the error SFT reaches on 8000 problems: multiplier 8
-    err_method = 0.5 * 8000 ** -0.1
-    assert iso_error_multiplier(fit, 1000, err_method) == pytest.approx(8.0, rel=1e-9)
-    # a method no better than SFT at its own size: multiplier 1
-    assert iso_error_multiplier(fit, 300, 0.5 * 300 ** -0.1) == pytest.approx(1.0, rel=1e-9)
-    assert math.isnan(iso_error_multiplier(PowerLaw(0.5, -0.1), 100, 0.3))
-
-
-def test_bootstrap_multiplier_estimate_and_interval():
-    rng = np.random.default_rng(1)
-    n_test = 4000
-    curve = PowerLaw(0.8, 0.15)
-    sft = {n: (rng.random(n_test) > curve(n)).astype(float) for n in (100, 200, 400, 800, 1600)}
-    method = (rng.random(n_test) > curve(800)).astype(float)  # method on 200 matches SFT on 800
-    ci = bootstrap_multiplier(sft, 200, method, n_boot=300, seed=0)
-    assert ci.low < ci.estimate < ci.high
-    assert ci.low < 4.0 < ci.high
-    assert 2.0 < ci.estimate < 8.0
-    assert ci.n_undefined == 0
+    with pytest.warns(DeprecationWarning):
+        # a method on 1000 problems at the error SFT reaches on 8000 problems: multiplier 8
+        assert iso_error_multiplier(fit, 1000, 0.5 * 8000 ** -0.1) == pytest.approx(8.0, rel=1e-9)
+        # a method no better than SFT at its own size: multiplier 1
+        assert iso_error_multiplier(fit, 300, 0.5 * 300 ** -0.1) == pytest.approx(1.0, rel=1e-9)
+        assert math.isnan(iso_error_multiplier(PowerLaw(0.5, -0.1), 100, 0.3))
+    assert PowerLaw(0.96, 1e-6).inverse(0.5) == math.inf  # overflow is inf, not an exception
 
 
 def test_bootstrap_ci_covers_mean_and_narrows_with_n():
@@ -87,6 +122,263 @@ def test_wilson_interval_against_reference_values():
         binomial_ci(3, 2)
 
 
+# --- two-level bootstrap ----------------------------------------------------------------------
+
+def test_two_level_bootstrap_widens_the_interval_when_seeds_disagree():
+    rng = np.random.default_rng(10)
+    offsets = np.array([-0.2, -0.1, 0.0, 0.1, 0.2])[:, None]  # five seeds of one model disagree
+    a = bernoulli(rng, 0.5 + offsets, (5, 400))
+    b = bernoulli(rng, 0.45, (5, 400))
+    problems_only = diff_ci(a.mean(axis=0), b.mean(axis=0), paired=True)
+    two_level = hier_diff_ci(a, b)
+    assert two_level.estimate == pytest.approx(problems_only.estimate)
+    assert width(two_level) > 2.5 * width(problems_only)
+    assert problems_only.low > 0 and two_level.low < 0  # the seeds turn "reproduced" into "inconclusive"
+    assert two_level.kind == TWO_LEVEL
+
+
+def test_two_level_bootstrap_equals_problem_bootstrap_when_seeds_are_identical():
+    rng = np.random.default_rng(11)
+    row_a, row_b = bernoulli(rng, 0.5, 300), bernoulli(rng, 0.4, 300)
+    a, b = np.tile(row_a, (3, 1)), np.tile(row_b, (4, 1))  # seeds that all agree (3 and 4 of them)
+    ci, paired = hier_diff_ci(a, b, seed=3), diff_ci(row_a, row_b, paired=True, seed=3)
+    assert (ci.estimate, ci.low, ci.high) == pytest.approx((paired.estimate, paired.low, paired.high), abs=1e-12)
+
+
+def test_two_level_bootstrap_with_one_seed_is_the_paired_problem_bootstrap():
+    rng = np.random.default_rng(12)
+    a, b = bernoulli(rng, 0.6, (1, 250)), bernoulli(rng, 0.5, (1, 250))
+    paired = diff_ci(a[0], b[0], paired=True, n_boot=1000, seed=7)
+    for ci in (two_level_bootstrap({"a": a, "b": b}, mean_diff, n_boot=1000, seed=7),
+               hier_diff_ci(a, b, n_boot=1000, seed=7), hier_diff_ci(a[0], b[0], n_boot=1000, seed=7)):
+        assert (ci.estimate, ci.low, ci.high) == pytest.approx((paired.estimate, paired.low, paired.high), abs=1e-12)
+        assert ci.n_undefined == 0 and ci.share_undefined == 0.0
+
+
+def test_generic_statistic_and_vectorised_difference_use_the_same_resamples():
+    rng = np.random.default_rng(13)
+    a, b = bernoulli(rng, 0.55, (3, 200)), bernoulli(rng, 0.5, (5, 200))  # seeds differ in number
+    generic = two_level_bootstrap({"a": a, "b": b}, mean_diff, n_boot=500, seed=1)
+    fast = hier_diff_ci(a, b, n_boot=500, seed=1)
+    assert ((generic.estimate, generic.low, generic.high)
+            == pytest.approx((fast.estimate, fast.low, fast.high), abs=1e-12))
+    mean = hier_mean_ci(a, n_boot=500, seed=1)
+    assert mean.low < a.mean() < mean.high and mean.kind == TWO_LEVEL
+    with pytest.raises(ValueError, match="same test problems"):
+        hier_diff_ci(a, b[:, :100])
+
+
+def test_undefined_resamples_are_counted_and_above_two_and_a_half_percent_void_the_interval():
+    # one solved problem out of 50: it is drawn k ~ Binomial(50, 1/50) times in a resample;
+    # "undefined when drawn 4+ times" hits ~1.9% of resamples, "3+ times" ~8%
+    x = np.zeros((1, 50))
+    x[0, 0] = 1.0
+    few = two_level_bootstrap({"a": x}, lambda d: d["a"].mean() if d["a"].sum() < 4 else math.nan)
+    assert 0 < few.share_undefined <= 0.025
+    assert few.n_undefined == round(few.share_undefined * 2000)
+    assert math.isfinite(few.low) and math.isfinite(few.high) and few.low <= 0.02 <= few.high
+    many = two_level_bootstrap({"a": x}, lambda d: d["a"].mean() if d["a"].sum() < 3 else math.inf)
+    assert many.share_undefined > 0.025 and many.estimate == 0.02  # inf counts as undefined too
+    assert math.isnan(many.low) and math.isnan(many.high)
+    assert verdict(many) == "inconclusive"
+
+
+def test_hier_diff_ci_is_fast():
+    rng = np.random.default_rng(14)
+    a, b = bernoulli(rng, 0.5, (5, 1000)), bernoulli(rng, 0.45, (5, 1000))
+    start = time.perf_counter()
+    hier_diff_ci(a, b, n_boot=2000)
+    assert time.perf_counter() - start < 2.0
+
+
+# --- cluster bootstrap ------------------------------------------------------------------------
+
+def test_cluster_bootstrap_is_wider_for_clustered_values_and_equals_bootstrap_ci_for_singletons():
+    rng = np.random.default_rng(15)
+    problem_rate = rng.random(100)  # four traces per problem share its difficulty
+    flags = (rng.random((100, 4)) < problem_rate[:, None]).ravel()
+    clusters = np.repeat(np.arange(100), 4)
+    clustered, naive = cluster_share_ci(flags, clusters), bootstrap_ci(flags.astype(float))
+    assert clustered.estimate == pytest.approx(flags.mean())
+    assert width(clustered) > 1.3 * width(naive)
+    assert clustered.kind == "cluster bootstrap (problems)"
+    values = rng.normal(0, 1, 80)
+    single = cluster_bootstrap_ci(values, np.arange(80), seed=2)
+    plain = bootstrap_ci(values, seed=2)
+    assert (single.low, single.high) == pytest.approx((plain.low, plain.high), abs=1e-12)
+    median = cluster_bootstrap_ci(values, np.arange(80) // 2, stat=np.median, n_boot=300)
+    assert median.low < np.median(values) < median.high
+    with pytest.raises(ValueError, match="shape"):
+        cluster_bootstrap_ci(values, np.arange(79))
+
+
+# --- power-law exponent -----------------------------------------------------------------------
+
+def test_exponent_ci_covers_the_true_exponent_and_fit_check_reports_quality():
+    rng = np.random.default_rng(16)
+    sizes = (64, 128, 256, 512, 1024)
+    curve = {n: bernoulli(rng, 1 - 0.8 * n ** -0.3, (3, 1000)) for n in sizes}
+    ci = exponent_ci(curve, n_boot=1000)
+    assert ci.low < 0.3 < ci.high and ci.kind == TWO_LEVEL and ci.share_undefined == 0
+    assert ci.estimate == pytest.approx(fit_power_law(sizes, [1 - curve[n].mean() for n in sizes]).b)
+    exact = power_law_fit_check(sizes, [0.8 * n ** -0.3 for n in sizes])
+    assert exact["b"] == pytest.approx(0.3) and exact["a"] == pytest.approx(0.8)
+    assert exact["r2"] == pytest.approx(1.0) and max(map(abs, exact["residuals"])) < 1e-9
+    bent = power_law_fit_check(sizes, [0.45 + 0.6 * n ** -0.5 for n in sizes])  # saturating
+    assert bent["r2"] < 1 and [r > 0 for r in bent["residuals"]] == [True, False, False, False, True]
+    # b(curve) - b(others) with the problems shared: with one seed (nothing to draw but problems)
+    # a curve against itself differs by exactly 0 in every resample
+    one_seed = {n: scores[:1] for n, scores in curve.items()}
+    same = exponent_ci(one_seed, n_boot=200, others=one_seed)
+    assert (same.estimate, same.low, same.high) == pytest.approx((0.0, 0.0, 0.0), abs=1e-12)
+    # with three seeds each curve's seeds are drawn on their own: the difference has an interval
+    own = exponent_ci(curve, n_boot=200, others=curve)
+    assert own.estimate == pytest.approx(0.0) and own.low < 0 < own.high
+
+
+def test_exponent_ci_counts_resamples_with_a_zero_error_as_undefined():
+    rng = np.random.default_rng(17)
+    curve = {n: bernoulli(rng, 1 - 0.8 * n ** -0.3, (1, 200)) for n in (64, 128, 256)}
+    curve[512] = np.ones((1, 200))
+    curve[512][0, 0] = 0.0  # one error: about 37% of resamples miss it and have error 0
+    ci = exponent_ci(curve, n_boot=500)
+    assert 0.25 < ci.share_undefined < 0.5 and math.isnan(ci.low) and math.isnan(ci.high)
+    assert math.isfinite(ci.estimate)
+
+
+# --- iso-error multipliers --------------------------------------------------------------------
+
+def test_monotone_errors_pools_adjacent_violators():
+    assert monotone_errors([1, 2, 3, 4], [0.5, 0.4, 0.45, 0.3]) == pytest.approx([0.5, 0.425, 0.425, 0.3])
+    assert monotone_errors([1, 2, 3], [0.3, 0.4, 0.5]) == pytest.approx([0.4, 0.4, 0.4])
+    decreasing = [0.6, 0.5, 0.41, 0.4]
+    assert monotone_errors([1, 2, 3, 4], decreasing).tolist() == decreasing  # exact, not recomputed
+    with pytest.raises(ValueError, match="increasing"):
+        monotone_errors([2, 1], [0.5, 0.4])
+
+
+def test_iso_error_n_reads_the_measured_curve():
+    sizes, errors = [100, 200, 400, 800], [0.5, 0.4, 0.3, 0.3]
+    assert iso_error_n(sizes, errors, 0.4) == 200.0  # exactly at a rung
+    midway = math.sqrt(0.5 * 0.4)  # halfway in log error: halfway in log n
+    assert iso_error_n(sizes, errors, midway) == pytest.approx(math.sqrt(100 * 200))
+    assert iso_error_n(sizes, errors, 0.3) == 400.0  # a flat stretch: the smallest n
+    assert iso_error_n(sizes, errors, 0.29) == math.inf  # SFT never gets there inside the ladder
+    assert iso_error_n(sizes, errors, 0.51) == 0.0  # worse than SFT at the smallest rung
+    assert iso_error_n([1, 2], [0.2, 0.0], 0.1) == pytest.approx(math.sqrt(2))  # error 0: linear in err
+    assert multiplier(sizes, errors, 100, 0.4) == 2.0
+
+
+def test_a_method_identical_to_sft_gets_exactly_one_without_noise():
+    # method review section 4: the fitted read-off gave 0.80x .. 1.23x on this curve
+    sizes = [32, 64, 128, 256, 512]
+    errors = [0.45 + 0.6 * n ** -0.5 for n in sizes]
+    assert [multiplier(sizes, errors, n, e) for n, e in zip(sizes, errors)] == [1.0] * 5
+
+
+def test_a_method_identical_to_sft_gets_an_interval_containing_one_at_every_rung():
+    rng = np.random.default_rng(20)
+    sizes = (64, 128, 256, 512, 1024)
+    sft = {n: bernoulli(rng, 1 - (0.45 + 0.6 * n ** -0.5), (3, 1000)) for n in sizes}
+    measured = [1 - sft[n].mean() for n in sizes]
+    pooled = monotone_errors(sizes, measured)
+    exact = 0
+    for k, n in enumerate(sizes):
+        ci = bootstrap_multiplier(sft, sft[n].copy(), n, n_boot=500)
+        assert ci.low <= 1.0 <= ci.high, (n, ci)
+        assert ci.contains(1.0) in (True, None)  # None: an end lies outside the ladder
+        assert ci.decide() == "inconclusive"
+        assert ci.range_low == sizes[0] / n and ci.range_high == sizes[-1] / n
+        if pooled[k] == measured[k] and (k == 0 or pooled[k - 1] > pooled[k]):
+            assert ci.estimate == 1.0  # not pooled and not on a flat stretch: exactly 1
+            exact += 1
+    assert exact >= 3
+    # the end rungs: half the resamples read an identical method outside the ladder
+    top = bootstrap_multiplier(sft, sft[1024].copy(), 1024, n_boot=500)
+    assert top.share_above > 0.2 and top.high == math.inf and top.extrapolated
+
+
+def test_a_flat_sft_curve_never_reproduces_a_multiplier():
+    # method review section 4, bug 2: the old code said "reproduced" from 5 of 500 resamples
+    rng = np.random.default_rng(21)
+    flat = {n: bernoulli(rng, 0.30, (3, 1000)) for n in (64, 128, 256, 512, 1024)}
+    better = bootstrap_multiplier(flat, bernoulli(rng, 0.45, (3, 1000)), 64)  # accuracy 45% vs 30%
+    assert better.estimate == math.inf and better.share_above > 0.97 and better.extrapolated
+    assert better.decide() == "inconclusive" and better.contains(1.0) is None
+    worse = bootstrap_multiplier(flat, bernoulli(rng, 0.15, (3, 1000)), 64)  # error 85% vs 70%
+    assert worse.estimate == 0.0 and worse.share_below > 0.97 and worse.decide() == "inconclusive"
+    same = bootstrap_multiplier(flat, bernoulli(rng, 0.30, (3, 1000)), 64, n_boot=500)
+    assert same.decide() == "inconclusive"
+    assert same.share_below + same.share_above > 0.5  # no resample is dropped, none undefined
+    assert same.n_undefined == 0
+
+
+def test_bootstrap_multiplier_estimate_and_interval():
+    # was the fitted-curve version called as (sft, n, method); now the measured curve, (sft, method, n)
+    rng = np.random.default_rng(1)
+    n_test = 4000
+    curve = PowerLaw(0.8, 0.15)
+    sft = {n: (rng.random(n_test) > curve(n)).astype(float) for n in (100, 200, 400, 800, 1600)}
+    method = (rng.random(n_test) > curve(800)).astype(float)  # method on 200 matches SFT on 800
+    ci = bootstrap_multiplier(sft, method, 200, n_boot=300, seed=0)
+    assert ci.low < ci.estimate < ci.high
+    assert ci.low < 4.0 < ci.high
+    assert 2.0 < ci.estimate < 8.0
+    assert ci.share_above > 0 and ci.high == math.inf and ci.extrapolated  # it can beat SFT at 1600
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        legacy = bootstrap_multiplier(sft, 200, method, n_boot=300, seed=0)
+    assert legacy == ci
+
+
+def test_bootstrap_multiplier_reads_two_and_eight_inside_a_steep_ladder():
+    rng = np.random.default_rng(22)
+    sizes = (64, 128, 256, 512, 1024)
+    # one latent difficulty per problem: the same problems stay hard across rungs and seeds
+    difficulty = rng.random(1000)
+    scores = lambda err, seeds: (difficulty[None, :] + rng.normal(0, 0.02, (seeds, 1000)) > err).astype(float)
+    sft = {n: scores(0.8 * n ** -0.25, 3) for n in sizes}
+    two = bootstrap_multiplier(sft, scores(0.8 * 128 ** -0.25, 3), 64)
+    eight = bootstrap_multiplier(sft, scores(0.8 * 512 ** -0.25, 3), 64)
+    assert not two.extrapolated and two.contains(2.0) and two.decide() == "reproduced"
+    assert not eight.extrapolated and eight.contains(8.0) and eight.decide() == "reproduced"
+    assert eight.decide(null=4.0) == "reproduced" and two.decide(null=4.0) == "not reproduced"
+    same = bootstrap_multiplier(sft, sft[256].copy(), 256)  # identical to SFT at an inner rung
+    assert same.estimate == 1.0 and same.contains(1.0) is True and same.decide() == "inconclusive"
+
+
+@pytest.mark.parametrize("estimate, low, high, extrapolated", [
+    (2.0, 1.5, 3.0, False),  # inside
+    (2.0, 0.5, 16.0, False),  # ends exactly at the smallest and largest rung
+    (20.0, 1.5, 30.0, True),  # estimate above the largest rung
+    (0.3, 0.2, 0.45, True),  # below the smallest rung
+    (2.0, 1.5, 20.0, True),  # an interval end outside
+    (2.0, 0.0, 3.0, True),  # a censored end (0)
+    (2.0, 1.5, math.inf, True),  # a censored end (inf)
+    (math.nan, 1.5, 3.0, True),  # an undefined estimate
+    (math.inf, 1.5, math.inf, True),
+])
+def test_extrapolated_flag(estimate, low, high, extrapolated):
+    ci = MultiplierInterval(estimate, low, high, range_low=0.5, range_high=16.0)
+    assert ci.extrapolated is extrapolated
+    assert ci.contains(2.0) is (None if extrapolated else low <= 2.0 <= high)
+    if extrapolated:
+        assert ci.decide() == "inconclusive"
+
+
+@pytest.mark.parametrize("low, high, null, expected", [
+    (1.5, 3.0, 1.0, "reproduced"),
+    (0.6, 0.9, 1.0, "not reproduced"),
+    (0.8, 1.5, 1.0, "inconclusive"),
+    (1.0, 1.5, 1.0, "inconclusive"),
+    (1.5, 3.0, 2.0, "inconclusive"),
+    (2.5, 3.0, 2.0, "reproduced"),
+])
+def test_multiplier_decide(low, high, null, expected):
+    assert MultiplierInterval(2.0, low, high, range_low=0.5, range_high=16.0).decide(null) == expected
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("low, high, direction, null, expected", [
     (0.01, 0.2, "greater", 0.0, "reproduced"),
     (-0.2, -0.01, "greater", 0.0, "not reproduced"),
@@ -97,12 +389,61 @@ def test_wilson_interval_against_reference_values():
     (1.5, 3.0, "greater", 1.0, "reproduced"),
     (0.5, 0.9, "greater", 1.0, "not reproduced"),
     (0.5, 1.5, "greater", 1.0, "inconclusive"),
+    (math.nan, 0.2, "greater", 0.0, "inconclusive"),  # was a ValueError: an undefined CI decides nothing
+    (0.01, math.nan, "less", 0.0, "inconclusive"),
 ])
 def test_verdict_rules(low, high, direction, null, expected):
     assert verdict(Interval(0.0, low, high), direction, null=null) == expected
     assert verdict((low, high), direction, null=null) == expected
 
 
-def test_verdict_rejects_bad_direction():
+def test_verdict_rejects_bad_direction_and_reversed_intervals():
     with pytest.raises(ValueError, match="direction"):
         verdict((0.1, 0.2), "up")
+    with pytest.raises(ValueError, match="not an interval"):
+        verdict((0.2, 0.1))
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (-0.02, 0.05, "reproduced"),  # any loss smaller than the 3-point margin
+    (-0.10, -0.05, "not reproduced"),  # worse by more than the margin
+    (-0.05, 0.01, "inconclusive"),  # straddles -margin
+    (math.nan, 0.01, "inconclusive"),
+])
+def test_noninferiority(low, high, expected):
+    assert noninferiority(Interval(0.0, low, high), margin=0.03) == expected
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (-0.05, 0.02, "reproduced"),  # any gain smaller than the margin
+    (0.04, 0.10, "not reproduced"),  # beats it by more than the margin
+    (-0.01, 0.05, "inconclusive"),  # straddles +margin: an underpowered "no gain" does not pass
+    (-0.01, math.nan, "inconclusive"),
+])
+def test_nonsuperiority(low, high, expected):
+    assert nonsuperiority(Interval(0.0, low, high), margin=0.03) == expected
+
+
+def test_margins_must_be_nonnegative():
+    with pytest.raises(ValueError, match="margin"):
+        noninferiority((0.0, 0.1), margin=-0.01)
+    with pytest.raises(ValueError, match="margin"):
+        nonsuperiority((0.0, 0.1), margin=math.nan)
+
+
+@pytest.mark.parametrize("verdicts, expected", [
+    (("reproduced", "reproduced"), "reproduced"),
+    (("reproduced", "not reproduced"), "not reproduced"),
+    (("inconclusive", "not reproduced"), "not reproduced"),
+    (("reproduced", "inconclusive"), "inconclusive"),
+    (("inconclusive",), "inconclusive"),
+])
+def test_both(verdicts, expected):
+    assert both(*verdicts) == expected
+
+
+def test_both_rejects_non_verdicts():
+    with pytest.raises(ValueError):
+        both()
+    with pytest.raises(ValueError, match="not a verdict"):
+        both("reproduced", "yes")

@@ -1,149 +1,175 @@
-"""Step 04: paraphrased human traces (P, SoT-4) and distance to the student (NLL, SoT-3).
+"""Step 04: how far each training set sits from the student, and paraphrased human traces (SoT-3, SoT-4).
 
-P is H rewritten by the paraphraser toward the model's own style (`cotrepro.paraphrase`, which
-keeps a rewrite only if its final answer is unchanged). Rejected rewrites drop their problem, so
-P covers a subset of H's problems: the fair comparison for SoT-4 is P against H restricted to the
-same problems ("H@P"), trained with the same seeds. When nothing was rejected H@P is H itself.
+Distance (SoT-3): the per-token negative log-likelihood of each set's completions under the
+untuned student, on exactly the tokens SFT trains on (`evaluate.completion_nlls`), per matched
+problem. The claim is NLL(H) > mean(NLL(G), NLL(W)). The style control S (the gold solution
+written in the student's own step-by-step style) splits that gap: NLL(H) - NLL(S) is the part due
+to style, NLL(S) - NLL(G/W) the part due to content (the gold's steps against the teacher's).
 
-Distance is the per-token NLL of a set's completions under the student base, given the prompts
-(`evaluate.completion_nlls`, on the tokens SFT trains on). Intervals resample examples.
+Paraphrase (SoT-4): the paraphraser rewrites every H trace (shown the question and the human
+solution; `cotrepro/tasks/prompts/paraphrase.yaml`); a rewrite is kept when its final answer is
+unchanged, retrying with other sampling seeds up to `paraphrase.attempts` times. P (the kept
+rewrites) and H on the same problems (H@P) fine-tune the student over the step's seeds; the test
+is accuracy(P) - accuracy(H@P), askable only when the paraphraser keeps at least the stated share
+of rewrites and H learned (`cotrepro/claims.yaml`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
-from cotrepro import stats
-from cotrepro.evaluate import completion_nlls
-from cotrepro.experiments.sot import claim, long_outcomes, paired_difference, per_problem
-from cotrepro.experiments.traces import as_completion, not_measured
-from cotrepro.generate import SamplingParams
-from cotrepro.paraphrase import Paraphrase, paraphrase, rejection_rate
-from cotrepro.tasks.base import Problem
+from cotrepro import claims, stats
+from cotrepro.conditions import matrix, mean_unparsed
+from cotrepro.steps import Cost
+from cotrepro.params import param
+from cotrepro.sections import (ComputeSection, DataSection, EvalSection, FinetuneSection, ModelSpec,
+                               SamplingParams, TaskSection)
 
-H_AT_P = "H@P"  # H restricted to the problems P kept
+H_AT_P = "H@P"
 
 
-def paraphrase_set(h_examples: Sequence[dict], problems: Sequence[Problem], task, *, model, tokenizer,
-                   sampling: SamplingParams, style: str | None, attempts: int = 1, store=None,
-                   model_id: str = "", generate_fn=None) -> tuple[list[dict], list[dict], list[Paraphrase], list[dict]]:
-    """(P, H@P, the final paraphrase of every H trace, one summary per attempt).
+@dataclass(frozen=True, kw_only=True)
+class ParaphraseSection:
+    """How the paraphraser rewrites the human traces."""
 
-    Each attempt rewrites the traces that have no kept paraphrase yet, with sampling seed
-    `sampling.seed + attempt`; a trace's final paraphrase is its first kept one, else its last.
-    `generate_fn` replaces the model (see `cotrepro.paraphrase.paraphrase`).
-    """
+    style: str = param("text", "entry of the paraphrase prompt file (text, code, micro)",
+                       choices=("text", "code", "micro"))
+    sampling: SamplingParams = param(default_factory=lambda: SamplingParams(temperature=0.7, max_new_tokens=512),
+                                     help="the paraphraser's sampling (a rejected rewrite is retried with another seed)")
+    attempts: int = param(4, "rewrites tried per trace until one keeps the final answer", ge=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Params:
+    """Step 04: the sets' distance to the student, and P against H."""
+
+    scale: Literal["micro", "smoke", "paper"] = param(help="micro, smoke or paper")
+    data: DataSection = param(default_factory=DataSection, help="where the benchmarks are")
+    task: TaskSection = param(default_factory=TaskSection, help="the test problems (task.n_test)")
+    student: ModelSpec = param(help="the base model: NLLs are measured under it, and it is fine-tuned")
+    paraphraser: ModelSpec = param(help="the model that rewrites human traces toward the student")
+    paraphrase: ParaphraseSection = param(default_factory=ParaphraseSection, help="the rewriting")
+    finetune: FinetuneSection = param(default_factory=FinetuneSection, help="how the student is fine-tuned")
+    eval: EvalSection = param(default_factory=EvalSection, help="greedy evaluation")
+    traces_from: str = param(help="params file of step 02 (relative to this file's folder)")
+    seeds: tuple[int, ...] = param((0, 1, 2, 3, 4), "training seeds of P and H@P", ge=0)
+    nll_batch_size: int = param(32, "sequences per forward pass when scoring NLL", ge=1)
+    n_boot: int = param(2000, "bootstrap resamples", ge=100)
+    compute: ComputeSection = param(default_factory=ComputeSection, help="parallel jobs and threads")
+
+
+def per_token_nll(model, tokenizer, sets: Mapping[str, list[dict]], batch_size: int) -> dict[str, dict[str, float]]:
+    """{set: {problem id: per-token NLL of its completion}} under `model`."""
+    from cotrepro.evaluate import completion_nlls
+
+    out = {}
+    for name, examples in sets.items():
+        nlls = completion_nlls(model, tokenizer, examples, batch_size=batch_size)
+        out[name] = {e["problem_id"]: total / max(1, n) for e, (total, n) in zip(examples, nlls)}
+    return out
+
+
+def distance_claim(nll: Mapping[str, Mapping[str, float]], n_boot: int, seed: int = 0) -> dict:
+    """SoT-3 with its style control (module docstring); one problem is one resampling unit."""
+    ids = [pid for pid in nll["H"] if pid in nll["G"] and pid in nll["W"]]
+    h = np.array([nll["H"][i] for i in ids])
+    gw = np.array([(nll["G"][i] + nll["W"][i]) / 2 for i in ids])
+    gap = stats.bootstrap_ci(h - gw, n_boot=n_boot, seed=seed)
+    note = ""
+    if "S" in nll:
+        s = np.array([nll["S"][i] for i in ids])
+        style = stats.bootstrap_ci(h - s, n_boot=n_boot, seed=seed)
+        content = stats.bootstrap_ci(s - gw, n_boot=n_boot, seed=seed)
+        note = (f"style control S (the gold solution in the student's step-by-step style): style part "
+                f"NLL(H) - NLL(S) = {style}; content part NLL(S) - NLL(G/W) = {content} nats/token")
+    means = ", ".join(f"{k} {np.mean(list(v.values())):.3f}" for k, v in nll.items())
+    return claims.measured(
+        "SoT-3", gap, stats.verdict(gap, "greater", 0.0), unit="nats per token", n_test=len(ids), seeds=None,
+        what=f"per-token NLL(H) - mean(NLL(G), NLL(W)) under the untuned student, {len(ids)} matched training "
+             f"problems, {gap.kind} over problems; mean NLL per set: {means}; claimed: above 0", note=note)
+
+
+def paraphrase_sets(P: Params, problems, h_examples: Sequence[dict], store, root):
+    """Rewrite each H trace; returns (P examples, H@P examples, every attempt's record)."""
+    from cotrepro import specs
+    from cotrepro.paraphrase import paraphrase
+
+    task = specs.get_task(P.task)
     by_id = {p.id: p for p in problems}
-    missing = [e["problem_id"] for e in h_examples if e["problem_id"] not in by_id]
-    if missing:
-        raise ValueError(f"paraphrase_set: H example of unknown problem {missing[0]!r}")
-    chosen = [by_id[e["problem_id"]] for e in h_examples]
-    traces = [e["completion"].strip() for e in h_examples]
-    final: list[Paraphrase | None] = [None] * len(h_examples)
-    log = []
-    for attempt in range(attempts):
-        todo = [i for i, r in enumerate(final) if r is None or not r.kept]
-        if not todo:
+    model, tokenizer = specs.load(P.paraphraser, root)
+    todo = [e for e in h_examples if e["problem_id"] in by_id]
+    kept: dict[str, str] = {}
+    attempts = []
+    for attempt in range(P.paraphrase.attempts):
+        pending = [e for e in todo if e["problem_id"] not in kept]
+        if not pending:
             break
-        results = paraphrase([chosen[i] for i in todo], task, traces=[traces[i] for i in todo], model=model,
-                             tokenizer=tokenizer, sampling=replace(sampling, seed=sampling.seed + attempt),
-                             style=style, store=store, model_id=model_id, generate_fn=generate_fn)
-        for i, result in zip(todo, results):
-            final[i] = result
-        log.append({"attempt": attempt, **rejection_summary(results)})
-    p_set = [{**e, "completion": as_completion(e["prompt"], r.text)} for e, r in zip(h_examples, final) if r.kept]
-    h_at_p = [e for e, r in zip(h_examples, final) if r.kept]
-    return p_set, h_at_p, final, log
+        sampling = replace(P.paraphrase.sampling, seed=P.paraphrase.sampling.seed + attempt)
+        results = paraphrase([by_id[e["problem_id"]] for e in pending], task,
+                             traces=[e["completion"].strip() for e in pending], model=model, tokenizer=tokenizer,
+                             sampling=sampling, style=P.paraphrase.style, store=store,
+                             model_id=f"paraphraser:{P.paraphraser.name}")
+        for e, r in zip(pending, results):
+            attempts.append({**r.to_dict(), "attempt": attempt})
+            if r.kept:
+                kept[e["problem_id"]] = r.text
+    p_examples = [{**e, "completion": _as_completion(e["prompt"], kept[e["problem_id"]])}
+                  for e in todo if e["problem_id"] in kept]
+    h_at_p = [e for e in todo if e["problem_id"] in kept]
+    return p_examples, h_at_p, attempts
 
 
-def per_example_nll(model, tokenizer, examples: Sequence[dict], batch_size: int = 16) -> list[dict]:
-    """{problem_id, nll (summed nats), tokens} per example, under `model`."""
-    scored = completion_nlls(model, tokenizer, examples, batch_size=batch_size)
-    return [{"problem_id": e["problem_id"], "nll": s, "tokens": n} for e, (s, n) in zip(examples, scored)]
+def _as_completion(prompt: str, trace: str) -> str:
+    return trace if not prompt or prompt[-1].isspace() else " " + trace
 
 
-def pooled_nll(scored: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> stats.Interval:
-    """Per-token NLL pooled over all completion tokens, with a bootstrap interval over examples."""
-    sums = np.array([s["nll"] for s in scored])
-    tokens = np.array([s["tokens"] for s in scored], dtype=float)
-    if tokens.sum() == 0:
-        raise ValueError("pooled_nll: the completions hold no tokens")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(sums), size=(n_boot, len(sums)))
-    boots = sums[idx].sum(axis=1) / np.maximum(tokens[idx].sum(axis=1), 1)
-    low, high = np.quantile(boots, [0.025, 0.975])
-    return stats.Interval(float(sums.sum() / tokens.sum()), float(low), float(high))
+def keep_rate(attempts: Sequence[dict]) -> float:
+    """Share of FIRST rewrites that kept the answer (retries raise coverage, not this rate)."""
+    first = [a for a in attempts if a["attempt"] == 0]
+    return sum(a["kept"] for a in first) / max(1, len(first))
 
 
-def distance_claim(scored: dict[str, Sequence[dict]], n_boot: int = 2000, seed: int = 0) -> dict:
-    """SoT-3: per-token NLL of H minus that of the synthetic traces (G and W averaged), paired by
-    problem (all three sets cover the same problems), bootstrapped over problems."""
-    per_token = {name: {s["problem_id"]: s["nll"] / max(s["tokens"], 1) for s in scored[name]}
-                 for name in ("H", "G", "W")}
-    ids = [pid for pid in per_token["H"] if pid in per_token["G"] and pid in per_token["W"]]
-    if not ids:
-        raise ValueError("distance_claim: H, G and W share no problem")
-    h = [per_token["H"][i] for i in ids]
-    synthetic = [(per_token["G"][i] + per_token["W"][i]) / 2 for i in ids]
-    interval = stats.diff_ci(h, synthetic, paired=True, n_boot=n_boot, seed=seed)
-    return claim("SoT-3", interval, unit="nats per token", n=len(ids),
-                 what=f"per-token NLL under the student base of H minus the mean of G and W, per problem "
-                      f"({len(ids)} matched training problems, paired bootstrap); claimed: above 0")
+def train_p_and_h(P: Params, p_set: list[dict], h_at_p: list[dict], root) -> dict[str, list[dict]]:
+    """The student fine-tuned on P and on H@P over the step's seeds, and untuned (none), each
+    evaluated; nothing when no paraphrase was kept."""
+    from cotrepro.conditions import NO_FINE_TUNING, run_conditions
 
-
-def rejection_summary(results: Sequence[Paraphrase]) -> dict:
-    """Rejection rate of the paraphraser and how often each reason came up."""
-    reasons: dict[str, int] = {}
-    for r in results:
-        key = r.reason.split(":")[0]
-        reasons[key] = reasons.get(key, 0) + 1
-    return {"n": len(results), "kept": sum(r.kept for r in results), "rejection_rate": rejection_rate(results),
-            "reasons": reasons}
-
-
-def training_sets(h_examples: Sequence[dict], p_set: list[dict], h_at_p: list[dict],
-                  min_paraphrases: int = 1) -> dict[str, list[dict]]:
-    """The runs step 04 adds: P, and H@P unless it is H itself (then step 03's H runs are H@P);
-    none when fewer than `min_paraphrases` rewrites were kept."""
-    if len(p_set) < max(min_paraphrases, 1):
+    if not p_set:
         return {}
-    return {"P": p_set} if len(h_at_p) == len(h_examples) else {"P": p_set, H_AT_P: h_at_p}
+    return run_conditions({"P": p_set, H_AT_P: h_at_p, NO_FINE_TUNING: None}, P.seeds, student=P.student,
+                          finetune=P.finetune, task=P.task, data=P.data, ev=P.eval, compute=P.compute, root=root)
 
 
-def baseline_of_p(conditions: Sequence[str]) -> str:
-    """What P is compared with: H@P when P dropped problems, else H."""
-    return H_AT_P if H_AT_P in conditions else "H"
+def paraphrase_claim(results: Mapping[str, list[dict]], rate: float, chance: float, n_boot: int,
+                     seed: int = 0) -> dict:
+    """SoT-4: accuracy(P) - accuracy(H@P), askable when the paraphraser rewrites and H learned."""
+    t = claims.test("SoT-4")
+    if not results:
+        return claims.not_measured("SoT-4", f"the paraphraser kept no rewrite (first-attempt keep rate {rate:.0%})",
+                                   unit="accuracy difference", chance=chance)
+    base = results["none"][0]["summary"]["accuracy"]
+    diff = stats.hier_diff_ci(matrix(results["P"]), matrix(results[H_AT_P]), n_boot=n_boot, seed=seed)
+    n_test = results["P"][0]["summary"]["n"]
+    context = dict(unit="accuracy difference", n_test=n_test, seeds=len(results["P"]), chance=chance, base=base,
+                   what=f"accuracy(P) - accuracy(H on the same problems), greedy over {n_test} test problems, "
+                        f"{len(results['P'])} seeds, {diff.kind}; the paraphraser kept {rate:.0%} of first "
+                        f"rewrites; claimed: above 0")
+    unparsed = mean_unparsed(results[H_AT_P])
+    if rate < t["min_keep_rate"]:
+        return claims.not_askable("SoT-4", diff, f"the paraphraser kept {rate:.0%} of rewrites "
+                                                 f"(at least {t['min_keep_rate']:.0%} needed)", **context)
+    if unparsed > t["max_h_unparsed"]:
+        return claims.not_askable("SoT-4", diff, f"H's answers are unparsable {unparsed:.0%} of the time after "
+                                                 f"fine-tuning (max {t['max_h_unparsed']:.0%})", **context)
+    return claims.measured("SoT-4", diff, stats.verdict(diff, "greater", 0.0), **context)
 
 
-def paraphrase_claim(records: Sequence[dict], rejected: float, n_kept: int, min_paraphrases: int,
-                     n_boot: int = 2000, seed: int = 0) -> dict:
-    """SoT-4: accuracy(P) - accuracy(H on the same problems), paired over test problems."""
-    conditions = {r["condition"] for r in records}
-    if "P" not in conditions:
-        return not_measured("SoT-4", "accuracy", f"the paraphraser kept {n_kept} answer-preserving rewrite(s), "
-                                                 f"fewer than sot.min_paraphrases={min_paraphrases}")
-    base = baseline_of_p(conditions)
-    n_seeds = len({r["seed"] for r in records if r["condition"] == "P"})
-    n_test = len(per_problem(records, "P")[0])
-    return claim("SoT-4", paired_difference(records, "P", base, n_boot, seed), unit="accuracy", n=n_test,
-                 what=f"accuracy(P) - accuracy({base}): H paraphrased vs H on the same {n_kept} training problems "
-                      f"({rejected:.0%} of H traces got no answer-preserving rewrite), greedy accuracy on {n_test} "
-                      f"test problems, mean over {n_seeds} seed(s), paired bootstrap; claimed: above 0")
-
-
-def points(scored: dict[str, Sequence[dict]], records: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:
-    """One row per training set: pooled per-token NLL and downstream accuracy, each with a 95% CI
-    (accuracy over seeds x test problems; None for a set that was not trained on)."""
-    outcomes = long_outcomes(records)
-    rows = []
-    for name, scores in scored.items():
-        nll = pooled_nll(scores, n_boot, seed)
-        correct = [o["correct"] for o in outcomes if o["condition"] == name]
-        acc = stats.bootstrap_ci(correct, n_boot=n_boot, seed=seed) if correct else None
-        rows.append({"set": name, "n_examples": len(scores), "nll": nll.estimate, "nll_low": nll.low,
-                     "nll_high": nll.high, "accuracy": acc.estimate if acc else None,
-                     "acc_low": acc.low if acc else None, "acc_high": acc.high if acc else None})
-    return rows
+def cost(P: Params, set_size: int) -> Cost:
+    runs = 2 * len(P.seeds)
+    return Cost(fine_tunes=runs, train_examples=int(runs * set_size * P.finetune.train.epochs),
+                generated_tokens=(runs + 1) * P.task.n_test * P.eval.max_new_tokens
+                + P.paraphrase.attempts * set_size * P.paraphrase.sampling.max_new_tokens)

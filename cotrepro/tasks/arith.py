@@ -21,8 +21,10 @@ import ast
 import hashlib
 import random
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cache
 from fractions import Fraction
 from itertools import count, islice
 from pathlib import Path
@@ -38,7 +40,8 @@ EVENT_STEPS = {"gain": 1, "lose": 1, "times": 1, "share": 1, "gain_groups": 2, "
 MERGE_PROB = 0.5  # human style: chance that a step is folded into the next one's expression
 JOIN_PROB = 0.5  # human style: chance that a line is continued by the next claim
 TEST_SHARE = 0.1  # a problem is in "test" when a hash of its question falls in this share
-SPLIT_SIZES = {"train": 10_000, "test": 500}
+SPLIT_SIZES = {"train": 20_000, "test": 2_000}
+MAX_VALUE = 120  # the micro world's number range: 119 possible answers, so guessing scores under 1%
 _FINAL = re.compile(r"####\s*(-?\d[\d,]*(?:\.\d+)?)")
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 
@@ -48,9 +51,10 @@ class ArithTask:
 
     name = "arith"
     needs_code_execution = False
+    bounded_verify = True  # a regex scan and integer checks: graded in process (cotrepro.grade)
 
-    def __init__(self, n_steps: tuple[int, int] = (2, 4), max_value: int = 99):
-        self.n_steps, self.max_value = n_steps, max_value
+    def __init__(self, n_steps: tuple[int, int] = (2, 4), max_value: int = MAX_VALUE):
+        self.n_steps, self.max_value = tuple(n_steps), max_value
 
     def load(self, split: str, data_dir: str | Path | None = None, limit: int | None = None,
              seed: int = 0) -> list[Problem]:
@@ -93,8 +97,10 @@ class ArithTask:
         return Verdict(extracted is not None and Fraction(extracted) == gold, extracted)
 
     def steps(self, trace: str) -> list[str]:
-        """One step per non-empty line."""
-        return [line for line in trace.splitlines() if line.strip()]
+        """One step per non-empty line, except the final-answer line "#### N": that line is the
+        answer, not a step of the process (corrupting it would change the answer, and the value
+        of the prefix ending at the last step asks whether the model writes the right answer)."""
+        return [line for line in trace.splitlines() if line.strip() and not line.lstrip().startswith("####")]
 
 
 def render_question(problem: Problem) -> str:
@@ -121,11 +127,13 @@ def split_of(question: str) -> str:
 # ---------------------------------------------------------------- generation
 
 def generate_problems(n: int, seed: int, n_steps: tuple[int, int] = (2, 4),
-                      max_value: int = 99) -> list[Problem]:
+                      max_value: int = MAX_VALUE) -> list[Problem]:
     """`n` word problems with n_steps[0]..n_steps[1] gold steps, deterministic for `seed`.
 
     Every operand and intermediate result is an integer in [2, max_value] (no "1 apples"), and
-    division is exact. `solution` is the
+    division is exact. Final answers are spread nearly evenly over [2, max_value]
+    (`_acceptance`), so no constant answer scores more than about twice uniform guessing.
+    `solution` is the
     human-style trace; meta holds name, pronoun, item, start, events, steps (the gold list),
     render_seed (the human style's choices) and stepwise (the stepwise trace).
     """
@@ -138,17 +146,37 @@ def _problem_stream(seed: int, n_steps: tuple[int, int], max_value: int) -> Iter
     if max_value < 20:
         raise ValueError(f"max_value must be at least 20; got {max_value}")
     rng = random.Random(seed)
+    accept = _acceptance(tuple(n_steps), max_value)
     for i in count():
         meta = _sample_story(rng, rng.randint(*n_steps), max_value)
+        if rng.random() >= accept.get(meta["steps"][-1]["result"], 1.0):
+            continue
         meta["stepwise"] = _stepwise(meta)
         yield Problem(id=f"gen{seed}/{i}", question=_question(meta), answer=str(meta["steps"][-1]["result"]),
                       solution=_human(meta), meta=meta)
 
 
+@cache
+def _acceptance(n_steps: tuple[int, int], max_value: int) -> dict[int, float]:
+    """Per final answer, the probability that a sampled story is kept, so that answers come out
+    nearly uniform: left alone, small answers dominate (a share event ends at x/k, a loss at 2 or
+    more), and always answering "2" would score 6%. The answer frequencies are estimated once from
+    a fixed sample; each answer is kept at a rate that brings it down to the 25th percentile of
+    the frequencies (rarer answers are kept whole)."""
+    rng = random.Random(20_261_201)
+    counts = Counter(_sample_story(rng, rng.randint(*n_steps), max_value)["steps"][-1]["result"]
+                     for _ in range(_DENSITY_SAMPLE))
+    floor = sorted(counts.values())[len(counts) // 4]
+    return {answer: min(1.0, floor / seen) for answer, seen in counts.items()}
+
+
+_DENSITY_SAMPLE = 50_000
+
+
 def _sample_story(rng: random.Random, n_steps: int, max_value: int) -> dict[str, Any]:
     """Name, item, start value and events making exactly `n_steps` gold steps."""
     name, pronoun = rng.choice(NAMES)
-    value = rng.randint(2, 20)
+    value = rng.randint(2, max(20, max_value // 2))
     meta: dict[str, Any] = {"name": name, "pronoun": pronoun, "item": rng.choice(ITEMS),
                             "start": value, "events": [], "steps": [],
                             "render_seed": rng.randrange(2**31)}
@@ -278,143 +306,8 @@ def _wrap(expression: str, parent_op: str, right: bool) -> str:
 
 # ---------------------------------------------------------------- step checking
 
-@dataclass(frozen=True)
-class StepCheck:
-    """One arithmetic claim found in a trace."""
-
-    text: str  # the claim as read, e.g. "5 + 12 = 17" or "5+12=<<5+12=17>>17"
-    expression: str  # left-hand side, normalised ("x" and "×" read as "*", "÷" as "/")
-    claimed: Fraction  # right-hand side
-    value: Fraction | None  # the true value of the expression; None: not computable (x/0)
-    correct: bool
-    line: int  # 0-based line of the trace holding the claim
-
-
-_ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>=]*)>>")
-_RESULT = re.compile(r"\s*(-?\d+(?:\.\d+)?)(?!\d)")  # the number right after "=" or ">>"
-_EXPRESSION_CHARS = frozenset("0123456789.+-*/() \t")
-_MAX_CLAIM_CHARS = 200  # a longer left-hand side is not a step (and would nest too deep)
-
-
-def check_steps(trace: str) -> list[StepCheck]:
-    """Every arithmetic claim "expr = c" of `trace`, in order, each with its truth.
-
-    A GSM8K calculator claim "5+12=<<5+12=17>>17" counts once, and is true only if the written
-    claim and its annotation both hold and agree; a bare annotation "<<5+12=17>>" counts once;
-    any other "expr = c" counts once per "=" (a chain "a+b=c-d=e" gives two claims). The
-    left-hand side must hold an operation ("x = 5" and "5 = 5" are not claims). Exact arithmetic:
-    a rounded result ("10/3=3.33") is false. Linear in the trace's length (no regex backtracking).
-    """
-    checks = []
-    for number, raw in enumerate(trace.splitlines()):
-        line = _normalise(raw)
-        found: list[tuple[int, StepCheck]] = []
-        covered = []  # spans already read as claims, blanked before the plain "=" scan
-        for match in _ANNOTATION.finditer(line):
-            annotated = _claim(match.group(1), match.group(2), match.group(0), number)
-            before = line[:match.start()].rstrip()
-            result = _RESULT.match(line, match.end())
-            if before.endswith("=") and result:  # written "expr=" before, result after
-                start, expression = _expression_before(line, len(before) - 1)
-                text = line[start:result.end()].strip()
-                written = _claim(expression, result.group(1), text, number)
-                if written is not None and annotated is not None:
-                    agree = written.correct and annotated.correct and written.claimed == annotated.claimed
-                    found.append((start, replace(written, correct=agree)))
-                    covered.append((start, result.end()))
-                    continue
-            found += [(match.start(), annotated)] if annotated is not None else []
-            covered.append(match.span())
-        plain = line
-        for start, stop in covered:  # ";" is no expression character: runs stop there
-            plain = plain[:start] + ";" * (stop - start) + plain[stop:]
-        for equals in (i for i, char in enumerate(plain) if char == "="):
-            result = _RESULT.match(plain, equals + 1)
-            if result is None:
-                continue
-            start, expression = _expression_before(plain, equals)
-            claim = _claim(expression, result.group(1), plain[start:result.end()], number)
-            found += [(start, claim)] if claim is not None else []
-        checks += [claim for _, claim in sorted(found, key=lambda item: item[0])]
-    return checks
-
-
-def _expression_before(line: str, end: int) -> tuple[int, str]:
-    """(start, text) of the arithmetic run that ends just before `line[end]` (often "")."""
-    start = end
-    while start > 0 and line[start - 1] in _EXPRESSION_CHARS:
-        start -= 1
-    run = line[start:end]
-    # read after the last full stop (not a decimal point) and after the last pair of operands
-    # with no operator between them ("... = 2 1+1"): neither can be inside one expression
-    last = re.split(r"\.(?!\d)|(?<=[\d)])\s+(?=[\d(])", run)[-1]
-    start += len(run) - len(last)
-    trimmed = last.lstrip(" \t+*/)")  # characters that cannot begin an expression
-    start += len(last) - len(trimmed)
-    if trimmed.startswith("-") and start > 0 and line[start - 1].isalnum():
-        trimmed, start = trimmed[1:], start + 1  # "day-3": a hyphen, not a minus sign
-    return start, trimmed
-
-
-def fraction_true_steps(trace: str) -> float | None:
-    """Share of the trace's arithmetic claims that are true; None when it makes none."""
-    checks = check_steps(trace)
-    return sum(c.correct for c in checks) / len(checks) if checks else None
-
-
-def _normalise(line: str) -> str:
-    line = line.replace("$", "").replace("×", "*").replace("÷", "/")
-    return re.sub(r"(?<=\d)\s*[xX]\s*(?=\d)", "*", line)
-
-
-def _claim(expression: str, claimed: str, text: str, line: int) -> StepCheck | None:
-    """The check of "expression = claimed", or None unless the left side is an operation on
-    number literals and the right side a number."""
-    expression = _balanced(expression.strip())
-    if len(expression) > _MAX_CLAIM_CHARS:
-        return None
-    try:
-        right = Fraction(claimed.strip())
-        tree = ast.parse(expression, mode="eval")
-    except (ValueError, SyntaxError, ZeroDivisionError):  # ZeroDivisionError: "<<2*3=1/0>>"
-        return None
-    try:
-        value = _exact(tree.body)
-    except ZeroDivisionError:
-        value = None  # a claim about x/0 is false
-    except ValueError:  # not plain arithmetic (a name in an annotation, say)
-        return None
-    if not isinstance(tree.body, ast.BinOp):
-        return None
-    return StepCheck(text=text.strip(), expression=expression, claimed=right, value=value,
-                     correct=value == right, line=line)
-
-
-def _balanced(expression: str) -> str:
-    """Drop unmatched outer parentheses the scan may have caught ("(5+3" -> "5+3")."""
-    while expression.startswith("(") and expression.count("(") > expression.count(")"):
-        expression = expression[1:].lstrip()
-    while expression.endswith(")") and expression.count(")") > expression.count("("):
-        expression = expression[:-1].rstrip()
-    return expression
-
-
-def _exact(node: ast.AST) -> Fraction:
-    """Exact value of + - * / arithmetic over number literals (ValueError for anything else)."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return Fraction(str(node.value))
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_exact(node.operand)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
-        left, right = _exact(node.left), _exact(node.right)
-        if isinstance(node.op, ast.Add):
-            return left + right
-        if isinstance(node.op, ast.Sub):
-            return left - right
-        if isinstance(node.op, ast.Mult):
-            return left * right
-        return left / right
-    raise ValueError(f"{type(node).__name__} is not arithmetic")
+# moved to cotrepro.tasks.step_claims; re-exported so `from cotrepro.tasks.arith import check_steps` works
+from cotrepro.tasks.step_claims import StepCheck, check_steps, fraction_true_steps  # noqa: E402, F401
 
 
 TASK = ArithTask()

@@ -24,6 +24,11 @@ class Problem:
     solution: str | None = None  # human-written reference trace (the "H" training data), if any
     meta: dict[str, Any] = field(default_factory=dict)  # task-native fields (nums, target, test_list, ...)
 
+    def to_record(self) -> dict[str, Any]:
+        """The problem as JSON (a job spec carries it; `Problem(**record)` reads it back)."""
+        return {"id": self.id, "question": self.question, "answer": self.answer, "solution": self.solution,
+                "meta": self.meta}
+
 
 @dataclass(frozen=True)
 class Verdict:

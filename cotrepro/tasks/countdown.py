@@ -87,12 +87,20 @@ class CountdownTask:
         return [replace(p, id=f"{split}/{p.id}") for p in problems]
 
     def from_record(self, record: dict[str, Any], index: int = 0) -> Problem:
-        """Map a TinyZero row (target, nums) or a d1 row (input "30,100,93", output "23")."""
+        """Map a TinyZero row (target, nums) or a d1 row (input "30,100,93", output "23").
+
+        Numbers may be JSON integers or strings of digits; anything else (null, 3.5, "abc")
+        raises ValueError naming the field.
+        """
         if "nums" in record and "target" in record:
-            nums, target = [int(x) for x in record["nums"]], int(record["target"])
+            if not isinstance(record["nums"], list) or not record["nums"]:
+                raise ValueError(f"countdown field 'nums' must be a list of integers, "
+                                 f"got {record['nums']!r}"[:200])
+            nums = [_as_int(x, "nums") for x in record["nums"]]
+            target = _as_int(record["target"], "target")
         elif "input" in record and "output" in record:
-            nums = [int(x) for x in str(record["input"]).split(",")]
-            target = int(record["output"])
+            nums = [_as_int(x, "input") for x in str(record["input"]).split(",")]
+            target = _as_int(record["output"], "output")
         else:
             raise ValueError("countdown record needs (nums, target) or (input, output); "
                              f"got {sorted(record)}")
@@ -124,6 +132,17 @@ class CountdownTask:
     def steps(self, trace: str) -> list[str]:
         """One step per non-empty line."""
         return [line for line in trace.splitlines() if line.strip()]
+
+
+def _as_int(value: Any, field: str) -> int:
+    """`value` as an int: a JSON integer (or integral float) or a string of digits."""
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"countdown field {field!r} must hold integers, got {value!r}"[:200])
 
 
 def question_text(nums: list[int], target: int) -> str:

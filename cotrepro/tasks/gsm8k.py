@@ -58,6 +58,23 @@ def gold_answer(answer_field: str) -> str | None:
     return matches[-1].replace(",", "") if matches else None
 
 
+_BARE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _gold_of(answer: Any) -> str:
+    """The gold of an `answer` field: after its last `#### `, or the field itself if a number."""
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        shown = "null" if answer is None else type(answer).__name__
+        raise ValueError(f"gsm8k field 'answer' must be a '#### N' solution or a number, got {shown}")
+    if not isinstance(answer, str):
+        return str(answer)
+    gold = gold_answer(answer)
+    if gold is not None:
+        return gold
+    bare = _strip_markup(answer).strip()  # "$1,500" -> "1500"
+    return bare if _BARE_NUMBER.fullmatch(bare) else ""
+
+
 def extract_strict(completion: str) -> str | None:
     """The number of the last `#### N` / `The answer is N` / `The final answer is $N$`, or None."""
     matches = _STRICT.findall(_strip_markup(completion))
@@ -115,12 +132,19 @@ class GSM8KTask:
         return subset(problems, limit, seed)
 
     def from_record(self, record: dict[str, Any], index: int = 0) -> Problem:
-        """Map a GSM8K row (`question`, `answer`; local and hub rows are alike) to a Problem."""
+        """Map a GSM8K row (`question`, `answer`; local and hub rows are alike) to a Problem.
+
+        `answer` is a solution ending in `#### N` (the dataset's form) or the bare gold number,
+        as a string ("7", "1,234") or a JSON number (7). A string with neither gives the gold ""
+        (ungradable).
+        """
         missing = {"question", "answer"} - set(record)
         if missing:
             raise ValueError(f"gsm8k record lacks {', '.join(sorted(missing))}; got {sorted(record)}")
+        answer = record["answer"]
         return Problem(id=str(record.get("id", index)), question=record["question"],
-                       answer=gold_answer(record["answer"]) or "", solution=record["answer"])
+                       answer=_gold_of(answer),
+                       solution=answer if isinstance(answer, str) else None)
 
     def prompt(self, problem: Problem, template: str = "default") -> str:
         """The prompt for `problem` from template file `template` (see `prompts.py`)."""

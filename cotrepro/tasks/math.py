@@ -177,17 +177,30 @@ class MathTask:
         return [row for subject in MATH_SUBJECTS for row in hub_rows(MATH_HUB, split, subject)]
 
     def from_record(self, record: dict[str, Any], index: int = 0) -> Problem:
-        """Map a MATH / MATH500 row (local or hub) to a Problem; gold as in the module docstring."""
-        missing = {"problem", "solution"} - set(record)
-        if missing:
-            raise ValueError(f"{self.name} record lacks {', '.join(sorted(missing))}; got {sorted(record)}")
-        gold = record.get("answer")
-        if gold is None:
-            gold = last_boxed(record["solution"]) or ""
+        """Map a MATH / MATH500 row (local or hub) to a Problem; gold as in the module docstring.
+
+        Needs `problem` and at least one of `answer` (the gold, e.g. a MATH500 row) and
+        `solution` (gold = its last `\\boxed{}`); an empty or null `answer` falls back to the
+        solution. A JSON number as `answer` is read as its text.
+        """
+        if "problem" not in record:
+            raise ValueError(f"{self.name} record lacks problem; got {sorted(record)}")
+        answer, solution = record.get("answer"), record.get("solution")
+        for key, value, kinds in (("answer", answer, (str, int, float)), ("solution", solution, str)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise ValueError(f"{self.name} field {key!r} must be a string, "
+                                 f"got {type(value).__name__}")
+        if answer is not None and str(answer).strip():
+            gold = str(answer)
+        elif solution is not None:
+            gold = last_boxed(solution) or ""
+        else:
+            raise ValueError(f"{self.name} record lacks a non-empty answer (or a solution, whose last "
+                             f"\\boxed{{}} is the gold); got {sorted(record)}")
         meta = {key: record[key] for key in ("level", "type", "subject") if key in record}
         row_id = record.get("unique_id", record.get("id", index))
-        return Problem(id=str(row_id), question=record["problem"], answer=str(gold),
-                       solution=record["solution"], meta=meta)
+        return Problem(id=str(row_id), question=record["problem"], answer=gold,
+                       solution=solution, meta=meta)
 
     def prompt(self, problem: Problem, template: str = "default") -> str:
         """The prompt for `problem` from template file `template` (MATH500 uses the math prompts)."""

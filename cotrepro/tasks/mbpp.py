@@ -54,6 +54,14 @@ def build_program(code: str, problem: Problem) -> str:
     return "\n\n".join(part for part in (code, setup, *problem.meta["test_list"]) if part.strip())
 
 
+def _strings(value: Any, field: str) -> list[str]:
+    """`value` if it is a list of strings (e.g. asserts), else ValueError naming `field`."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"mbpp field {field!r} must be a list of strings (one assert each), "
+                         f"got {value!r}"[:200])
+    return value
+
+
 def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -88,11 +96,20 @@ class MBPPTask:
             raise ValueError(f"mbpp record lacks {', '.join(missing)}; got {sorted(record)}")
         if not record["test_list"]:
             raise ValueError(f"mbpp record {record['task_id']} has an empty test_list")
-        meta = {"task_id": record["task_id"],
-                "test_list": [_normalise(t) for t in record["test_list"]],
-                "test_setup_code": _normalise(record.get("test_setup_code") or ""),
-                "challenge_test_list": [_normalise(t) for t in record.get("challenge_test_list") or []]}
+        test_list = _strings(record["test_list"], "test_list")
+        if not isinstance(record.get("test_setup_code") or "", str):
+            raise ValueError(f"mbpp field 'test_setup_code' must be a string, "
+                             f"got {type(record['test_setup_code']).__name__}")
+        if not isinstance(record.get("text"), str):
+            raise ValueError(f"mbpp field 'text' must be a string, got {type(record['text']).__name__}")
         code = record.get("code")
+        if code is not None and not isinstance(code, str):
+            raise ValueError(f"mbpp field 'code' must be a string, got {type(code).__name__}")
+        meta = {"task_id": record["task_id"],
+                "test_list": [_normalise(t) for t in test_list],
+                "test_setup_code": _normalise(record.get("test_setup_code") or ""),
+                "challenge_test_list": [_normalise(t) for t in _strings(
+                    record.get("challenge_test_list") or [], "challenge_test_list")]}
         return Problem(id=str(record["task_id"]), question=record["text"], answer="",
                        solution=_normalise(code) if code is not None else None, meta=meta)
 

@@ -41,6 +41,7 @@ class StarGraphTask:
 
     name = "stargraph"
     needs_code_execution = False
+    bounded_verify = True  # a regex scan and integer checks: graded in process (cotrepro.grade)
 
     def __init__(self, degree: int = 2, path_length: int = 5, n_nodes: int = 50):
         self.degree, self.path_length, self.n_nodes = degree, path_length, n_nodes
