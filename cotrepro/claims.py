@@ -75,3 +75,37 @@ def not_askable(claim_id: str, interval, why: str, **context) -> dict:
     """A row whose comparison rests on a broken baseline: the effect is shown, no verdict is given."""
     what = context.pop("what")
     return measured(claim_id, interval, "not askable", what=f"{what}; NOT ASKABLE: {why}", **context)
+
+
+def multiplier_verdict(m, factor: float, min_factor: float | None = None) -> str:
+    """The verdict on "about `factor`x as data-efficient as SFT" from a `MultiplierInterval`:
+    reproduced when it lies above 1 and contains the factor (or, with `min_factor`, lies above
+    it); not reproduced when it lies below 1, or above 1 but clearly apart from the factor (below
+    `min_factor` where one is given); inconclusive otherwise. Censored ends count as
+    `MultiplierInterval.decide` and `contains` read them."""
+    direction = m.decide(1.0)
+    if direction != "reproduced":
+        return direction
+    if min_factor is None:
+        magnitude = m.contains(factor)
+        return "inconclusive" if magnitude is None else "reproduced" if magnitude else "not reproduced"
+    if m.contains(factor) or m.decide(min_factor) == "reproduced":
+        return "reproduced"
+    return m.decide(min_factor)
+
+
+def multiplier_fields(m) -> dict:
+    """What a multiplier row carries beside its interval."""
+    return {"extrapolated": m.extrapolated, "contains_2": m.contains(2), "contains_8": m.contains(8),
+            "share_below_ladder": m.share_below, "share_above_ladder": m.share_above}
+
+
+def fmt(x: float | None) -> str:
+    """A number for a claim's text: "undefined" (never "nan") when it has no value."""
+    return "undefined" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def chance_pass_at_k(p: float, k: int) -> float:
+    """pass@k of guessing the best constant answer: k tries of a guesser right with probability p
+    (an upper bound for a guesser that never repeats a wrong guess)."""
+    return 1 - (1 - p) ** k

@@ -26,6 +26,26 @@ from cotrepro.sections import ComputeSection, DataSection, EvalSection, Finetune
 NO_FINE_TUNING = "none"
 
 
+def write_sets(run_dir: Path, sets: Mapping[str, list[dict]]) -> None:
+    """Store training sets as `sets/<name>.jsonl` of {prompt, completion, problem_id} (step 02)."""
+    from cotrepro.store import write_jsonl
+
+    for name, examples in sets.items():
+        write_jsonl(Path(run_dir) / "sets" / f"{name}.jsonl", examples)
+
+
+def load_sets(run_dir: Path, names: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    """The training sets a step-02 run folder stores (all of them, or `names`)."""
+    from cotrepro.store import read_jsonl
+
+    folder = Path(run_dir) / "sets"
+    names = list(names) if names is not None else sorted(p.stem for p in folder.glob("*.jsonl"))
+    missing = [n for n in names if not (folder / f"{n}.jsonl").is_file()]
+    if missing or not names:
+        raise FileNotFoundError(f"{run_dir}: no stored set(s) {', '.join(missing) or '(none)'}")
+    return {n: read_jsonl(folder / f"{n}.jsonl") for n in names}
+
+
 def finetune_job(base: dict, examples: list[dict], finetune: FinetuneSection, seed: int, label: str = "") -> jobs.Job:
     """The job that fine-tunes the model `base` (a model reference) on `examples` with `seed`."""
     spec = {"base": specs.identity(base), "examples": [{"prompt": e["prompt"], "completion": e["completion"]}
@@ -100,6 +120,13 @@ def mean_unparsed(records: Sequence[dict]) -> float:
     return float(np.mean([evaluate.unparsed_rate(r) for r in records]))
 
 
+def learned_format(records: Sequence[dict], max_unparsed: float) -> bool:
+    """Whether a condition's models write parsable answers often enough to be a fair baseline:
+    their mean unparsable share is at most `max_unparsed` (1e-9 of slack: the mean of rates that
+    equal the limit must not exceed it by a rounding error)."""
+    return mean_unparsed(records) <= max_unparsed + 1e-9
+
+
 def best_constant(task, problems) -> float:
     """Chance level: the accuracy of always giving the most common gold answer of `problems`."""
     from collections import Counter
@@ -114,3 +141,10 @@ def compact(results: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
     return {condition: [{"seed": r["seed"], "summary": r["summary"], "scores": evaluate.scores(r).tolist(),
                          "unparsed": evaluate.unparsed_rate(r)} for r in records]
             for condition, records in results.items()}
+
+
+def compact_named(evals: Mapping[str, dict], k: int) -> dict[str, dict]:
+    """`compact` for named evaluations: the summary and per-problem scores (pass@k for the
+    sampled ones, whose names end in "@k")."""
+    return {name: {"summary": r["summary"], "scores": evaluate.scores(r, k if name.endswith("@k") else None).tolist()}
+            for name, r in evals.items()}

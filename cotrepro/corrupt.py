@@ -182,6 +182,8 @@ def _apply(units: _Units, step: int, op: str, rng: random.Random) -> dict[str, s
         live = units.live()
         if live[-1] == step and len(live) > 1:  # the last step: drop the separator before it
             units.seps[live[-2]] = units.seps[step]
+        elif live == [step]:  # the only step left: what follows it (the answer line) stays
+            units.prefix += units.seps[step].lstrip()
         units.texts[step] = None
         return {"before": before, "after": ""}
     if op == "duplicate":

@@ -80,6 +80,7 @@ def dpo_trainer(model, tokenizer, pairs: list[dict], params: TrainParams, out_di
     every weight against a frozen copy of itself, which TRL makes when `ref_model` is None.
     """
     from datasets import Dataset
+    from peft import PeftModel
     from trl import DPOConfig
 
     check_examples(pairs, ("prompt", "chosen", "rejected"), "dpo")
@@ -92,8 +93,20 @@ def dpo_trainer(model, tokenizer, pairs: list[dict], params: TrainParams, out_di
                        loss_type=[dpo_params.loss_type], dataset_num_proc=None)
     keys = ("prompt", "chosen", "rejected", "rejected_is_prefix")
     dataset = Dataset.from_list([{k: p[k] for k in keys} for p in pairs])
-    return prefix_aware_trainer_class()(model=model, ref_model=None, args=config, train_dataset=dataset,
+    # Full fine-tuning: the reference is a frozen copy of the model as it is now (TRL, given None,
+    # would reload the checkpoint its config names, not the weights in memory).
+    reference = None if isinstance(model, PeftModel) else _frozen_copy(model)
+    return prefix_aware_trainer_class()(model=model, ref_model=reference, args=config, train_dataset=dataset,
                                  processing_class=tokenizer)
+
+
+def _frozen_copy(model):
+    import copy
+
+    reference = copy.deepcopy(model).eval()
+    for weight in reference.parameters():
+        weight.requires_grad_(False)
+    return reference
 
 
 def dpo(model, tokenizer, pairs: list[dict], params: TrainParams, out_dir: str | Path,
@@ -103,15 +116,12 @@ def dpo(model, tokenizer, pairs: list[dict], params: TrainParams, out_dir: str |
     return run_trainer(trainer, Path(out_dir))
 
 
-def dpo_finetune(reference: str, pairs: list[dict], section: DPOSection, seed: int, out_dir: Path) -> Path:
-    """DPO from the model at `reference` (also the reference of the loss); the plain trained
-    checkpoint at `out_dir/model`. Resumable as `train.finetune` is."""
-    from cotrepro.models import load_model
-
+def dpo_finetune(model, tokenizer, pairs: list[dict], section: DPOSection, seed: int, out_dir: Path) -> Path:
+    """DPO from `model` (also the reference of the loss); the plain trained checkpoint at
+    `out_dir/model`. Resumable as `train.finetune` is."""
     out = Path(out_dir) / "model"
     if (out / "config.json").is_file():
         return out
-    model, tokenizer = load_model(reference)
     model = prepare(model, section.method, section.lora, seed)
     result = dpo(model, tokenizer, pairs, section.train, Path(out_dir) / "train", section.dpo, seed)
     save_trained(result.model, tokenizer, section.method, out)
@@ -129,5 +139,7 @@ def dpo_job(spec: dict, out_dir: Path) -> None:
     quiet_libraries()
     root = Path(out_dir).parents[2]
     section = from_dict(DPOSection, spec["dpo"])
-    dpo_finetune(specs.model_path(spec["reference"], root), spec["pairs"], section, spec["seed"], Path(out_dir))
+    if not (Path(out_dir) / "model" / "config.json").is_file():
+        model, tokenizer = specs.load(spec["reference"], root, training=True)
+        dpo_finetune(model, tokenizer, spec["pairs"], section, spec["seed"], Path(out_dir))
     (Path(out_dir) / "data.json").write_text(json.dumps({"n_pairs": len(spec["pairs"])}))

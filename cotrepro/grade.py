@@ -196,7 +196,8 @@ def grade_problems(task: Task | str, problems: list[Problem], completions: list[
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     _check_limits(workers, item_timeout_s)
-    allow = sandbox.code_execution_allowed(True if allow_code_execution else None)
+    opted_in = allow_code_execution or getattr(task, "allow_code_execution", False)  # a step's task section
+    allow = sandbox.code_execution_allowed(True if opted_in else None)
     if task.needs_code_execution and not allow:
         raise sandbox.CodeExecutionNotAllowed()
     timeout_s = default_item_timeout_s(task) if item_timeout_s is None else float(item_timeout_s)

@@ -11,6 +11,12 @@ finds it done. The folder is built as `<key>.partial/` and renamed when the job 
 at a time. Each job is single-threaded and seeded by its spec, so the outputs are the same
 whether the jobs run one after another in this process or side by side in others
 (`tests/test_jobs.py`).
+
+With `launcher="accelerate"` a fine-tune job runs instead as N data-parallel processes,
+`accelerate launch --num_processes N -m cotrepro.jobs TARGET SPEC OUT` (`launch_job`): each
+process is one rank of the Trainer's DDP, the per-device batch is the spec's divided by N (the
+global batch does not change), and rank 0 alone writes the job's final files
+(tests/engines/test_accelerate.py, `make test-engines`).
 """
 
 from __future__ import annotations
@@ -51,18 +57,34 @@ def is_done(path: Path) -> bool:
 
 
 def run_jobs(jobs: Sequence[Job], root: str | Path | None, *, workers: int | None = 1, threads: int = 1,
-             progress: bool = True, desc: str = "jobs") -> list[Path]:
+             progress: bool = True, desc: str = "jobs", launcher: str = "none", processes: int = 1) -> list[Path]:
     """Run every job of `jobs` that is not done yet; returns each job's folder, in order.
 
     `workers` processes run at once (None: one per core); with one worker, or one job to do, the
     jobs run in this process. A failing job raises its error after the jobs already running
     have finished (the finished ones stay stored).
+
+    `launcher="accelerate"` (`ComputeSection.launcher`) runs each fine-tune job (kind in
+    `LAUNCHED_KINDS`: SFT, RFT, DPO) as `accelerate launch --num_processes <processes> -m
+    cotrepro.jobs TARGET SPEC OUT`, one after another, each a data-parallel run over all
+    `processes`; the other jobs run as above.
     """
+    if launcher not in ("none", "accelerate"):
+        raise ValueError(f"unknown launcher {launcher!r}; choose none or accelerate")
     todo: dict[str, Job] = {}
     for job in jobs:
         if not is_done(job_dir(job, root)):
             todo.setdefault(job.key, job)
-    workers = workers or _cores()
+    if launcher == "accelerate":
+        launched = [job for job in todo.values() if job.kind in LAUNCHED_KINDS]
+        if launched:
+            bar = _bar(len(launched), f"{desc} (accelerate, {processes} processes)", progress)
+            for job in launched:
+                launch_job(job, root, processes=processes, threads=threads)
+                bar.update(1)
+            bar.close()
+            todo = {key: job for key, job in todo.items() if job.kind not in LAUNCHED_KINDS}
+    workers = workers or _default_workers()
     if todo:
         bar = _bar(len(todo), desc, progress)
         if workers == 1 or len(todo) == 1:
@@ -122,6 +144,183 @@ def _run_one(target: str, spec: dict, out: str, threads: int) -> None:
         os.replace(partial, out_dir)
 
 
+LAUNCHED_KINDS = ("finetune",)  # the jobs launcher="accelerate" runs data-parallel (train and dpo jobs)
+
+
+def accelerate_command(target: str, spec_path: str | Path, out: str | Path, *, processes: int,
+                       threads: int = 1) -> list[str]:
+    """The `accelerate launch` command that runs one job on `processes` processes.
+
+    `--multi_gpu` is accelerate's torchrun launcher: N processes, one per GPU with NCCL, or, on a
+    machine without a GPU, N CPU processes with gloo (the Trainer runs with `use_cpu` there).
+    accelerate's `--cpu` is added only for a single process without a GPU: with `--cpu`,
+    accelerate 1.x starts ONE process whatever `--num_processes` says (its simple launcher,
+    multi-process only through mpirun).
+    """
+    import sys
+
+    import torch
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", str(threads)]
+    if processes > 1:
+        command += ["--multi_gpu", "--main_process_port", "0"]  # 0: a free port, so launches never collide
+    elif not torch.cuda.is_available():
+        command.append("--cpu")
+    return command + ["-m", "cotrepro.jobs", target, str(spec_path), str(out), "--threads", str(threads)]
+
+
+def launch_job(job: Job, root: str | Path | None, *, processes: int, threads: int = 1) -> Path:
+    """Run `job` under `accelerate launch` (see `accelerate_command`) and return its folder.
+
+    The ranks share the job's partial folder; rank 0 alone writes its final files, DONE and the
+    rename (`python -m cotrepro.jobs`, `_run_ranks`). Output goes to this process's stdout/stderr.
+    """
+    import subprocess
+
+    out = job_dir(job, root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec_path = out.with_name(out.name + ".launch.json")  # specs hold whole datasets: too long for argv
+    spec_path.write_text(json.dumps(per_device_spec(job.spec, processes), default=str))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    try:
+        result = subprocess.run(accelerate_command(job.target, spec_path, out, processes=processes, threads=threads),
+                                env=env)
+    finally:
+        spec_path.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"job {job.label or job.key} ({job.target}) failed under accelerate launch "
+                           f"(exit status {result.returncode}); its ranks' errors are above")
+    if not is_done(out):
+        raise RuntimeError(f"job {job.label or job.key}: accelerate launch returned but {out} has no DONE")
+    return out
+
+
+def per_device_spec(spec: dict, processes: int) -> dict:
+    """`spec` with its training batch split over `processes` data-parallel ranks.
+
+    The Trainer's global batch is processes x batch_size x grad_accum; dividing batch_size (or,
+    where it does not divide, grad_accum) by `processes` keeps it at the spec's batch_size x
+    grad_accum. So a fine-tune learns the same whether 1 or N processes ran it (up to float
+    rounding: tests/engines/test_accelerate.py), and its cache key, the spec's, stays true.
+    """
+    if processes == 1:
+        return spec
+    import copy
+
+    from cotrepro.sections import TrainParams
+
+    out = copy.deepcopy(spec)
+    sections = [out[k]["train"] for k in ("finetune", "dpo") if isinstance(out.get(k), dict)
+                and isinstance(out[k].get("train"), dict)]
+    if not sections:
+        raise ValueError("a launched job's spec needs a finetune.train or dpo.train section (its batch)")
+    for train in sections:
+        batch = train.get("batch_size", TrainParams.batch_size)
+        accum = train.get("grad_accum", TrainParams.grad_accum)
+        if batch % processes == 0:
+            train["batch_size"] = batch // processes
+        elif accum % processes == 0:
+            train["grad_accum"] = accum // processes
+        else:
+            raise ValueError(f"the global batch (batch_size {batch} x grad_accum {accum}) cannot be split over "
+                             f"{processes} processes: make batch_size or grad_accum a multiple of {processes}")
+    return out
+
+
+class _RankFinished(Exception):
+    """Raised on ranks other than 0 when the job reaches its final save (see `_run_ranks`)."""
+
+
+# The final saves of the fine-tune jobs: under DDP only rank 0 may run them. `finetune` and
+# `dpo_finetune` call these after training, then copy loss.json out of train/ and delete train/,
+# on every rank; a rank other than 0 is stopped at this call instead (`_run_ranks`).
+_RANK_ZERO_ONLY = ("cotrepro.train:save_trained", "cotrepro.dpo:save_trained")
+
+
+def _run_ranks(target: str, spec: dict, out: str, threads: int) -> None:
+    """One rank of a job launched on several processes: `_run_one`'s protocol, made rank-safe.
+
+    Rank 0 holds the job's lock, makes the partial folder and writes spec.json; every rank runs the
+    job function in that folder (the Trainer shards the batches and all-reduces the gradients); a
+    rank other than 0 stops when it reaches the final save; rank 0 saves, writes DONE and renames.
+    Before training, rank 0 deletes incomplete checkpoints, so the ranks agree on where to resume.
+    """
+    import fcntl
+
+    import torch
+    from accelerate import PartialState
+
+    torch.set_num_threads(threads)
+    state = PartialState(cpu=not torch.cuda.is_available())  # joins the process group (gloo, nccl); sets the GPU
+    out_dir = Path(out)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    lock = None
+    done = None
+    if state.is_main_process:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir.with_name(out_dir.name + ".lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = is_done(out_dir)
+        if not done:
+            partial.mkdir(exist_ok=True)
+            (partial / "spec.json").write_text(json.dumps({"target": target, "spec": spec, "processes": state.num_processes},
+                                                          indent=1, default=str))
+            from cotrepro.train import last_checkpoint
+
+            last_checkpoint(partial / "train")  # deletes incomplete checkpoints now, on one rank
+    flag = [done]
+    torch.distributed.broadcast_object_list(flag, src=0)
+    if flag[0]:
+        return
+    module, function = target.split(":")
+    job = getattr(importlib.import_module(module), function)
+    if not state.is_main_process:
+        for name in _RANK_ZERO_ONLY:
+            owner, attribute = name.split(":")
+            setattr(importlib.import_module(owner), attribute, _stop_rank)
+        try:
+            job(spec, partial)
+        except _RankFinished:
+            pass
+        return
+    try:
+        job(spec, partial)
+        (partial / "DONE").write_text(canonical_json({"target": target}))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(partial, out_dir)
+    finally:
+        lock.close()
+
+
+def _stop_rank(*args, **kwargs):
+    raise _RankFinished
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m cotrepro.jobs TARGET SPEC OUT_DIR [--threads N]`: run one job in this process.
+
+    SPEC is a JSON file (or JSON text); OUT_DIR the job's folder (`job_dir`). Alone, this is
+    `run_jobs` for one job; under `accelerate launch` (WORLD_SIZE > 1) this process is one rank.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cotrepro.jobs", description=main.__doc__.splitlines()[0])
+    parser.add_argument("target", help="module:function")
+    parser.add_argument("spec", help="the job's spec: a JSON file, or JSON text")
+    parser.add_argument("out", help="the job's folder")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    text = args.spec if args.spec.lstrip().startswith("{") else Path(args.spec).read_text()
+    spec = json.loads(text)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _run_ranks(args.target, spec, args.out, args.threads)
+    else:
+        _run_one(args.target, spec, args.out, args.threads)
+
+
 def _die_with_parent() -> None:
     """Pool workers get SIGKILL when the process that started them dies (Linux), so a killed
     notebook leaves no job running behind it; its partial folder is continued by the rerun."""
@@ -133,7 +332,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _cores() -> int:
+def _default_workers() -> int:
+    """One job per core on a CPU machine; one at a time where a GPU is present (jobs on one GPU
+    would compete for its memory: a GPU machine parallelises inside each job instead)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -145,3 +350,7 @@ def _bar(total: int, desc: str, progress: bool):
 
 def read_json(path: Path, name: str) -> Any:
     return json.loads((path / name).read_text())
+
+
+if __name__ == "__main__":
+    main()

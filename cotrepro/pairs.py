@@ -80,3 +80,14 @@ def per_step_pairs(prompts: dict[str, str], correct: dict[str, list[str]],
             is_prefix = sv.critical_step < len(sv.steps) - 1
             pairs.append(_pair(pid, prompts[pid], rng.choice(correct[pid]), cut, is_prefix))
     return pairs
+
+
+def negatives(samples: list[dict], per_problem: int) -> dict[str, list[str]]:
+    """Up to `per_problem` distinct wrong samples per problem, in sampling order."""
+    found: dict[str, list[str]] = {}
+    for s in samples:
+        kept = found.setdefault(s["problem_id"], [])
+        if not s["correct"] and s["parsed"] and s["completion"].strip() and s["completion"] not in kept \
+                and len(kept) < per_problem:
+            kept.append(s["completion"])
+    return {pid: traces for pid, traces in found.items() if traces}

@@ -26,21 +26,19 @@ EXAMPLE_TOKENS = {"arith": 90, "stargraph": 45, "gsm8k": 300, "math": 550, "math
                   "mbpp": 300}
 # parameters of the paper-scale checkpoints (billions)
 BILLIONS = {"Qwen/Qwen2.5-1.5B": 1.54, "google/gemma-2-2b": 2.61, "meta-llama/Llama-3.1-8B": 8.03,
-            "Qwen/Qwen2.5-7B-Instruct": 7.62, "google/gemma-2-9b-it": 9.24, "google/gemma-2-27b-it": 27.2,
+            "Qwen/Qwen2.5-7B-Instruct": 7.62, "Qwen/Qwen2.5-7B": 7.62, "google/gemma-2-9b-it": 9.24, "google/gemma-2-27b-it": 27.2,
             "meta-llama/Llama-3.1-70B-Instruct": 70.6}
 H200_BF16_FLOPS = 989e12
 ASSUMED_MFU = 0.35
-# vLLM tokens/s on one H200 for a model of B billion parameters, batched sampling: an assumption
-# to be replaced by `bench/bench_gpu.py` on the machine at hand
-ASSUMED_VLLM_TOKENS_PER_S = {1.5: 20_000, 3: 12_000, 8: 6_000, 30: 1_800}
+# vLLM tokens/s on one H200 for a model of B billion parameters, sampling in large batches:
+# ASSUMED_VLLM_SCALE / B^0.9 (about 20,000 tokens/s at 1.5B, 4,600 at 8B, 700 at 70B), an
+# assumption to be replaced by `bench/bench_gpu.py` on the machine at hand
+ASSUMED_VLLM_SCALE = 29_000
 SET_SIZE = {"micro": 1000, "smoke": 12, "paper": 600}  # matched H/G/W problems before step 02 ran
 
 
 def _vllm_rate(billions: float) -> float:
-    for size, rate in sorted(ASSUMED_VLLM_TOKENS_PER_S.items()):
-        if billions <= size:
-            return rate
-    return ASSUMED_VLLM_TOKENS_PER_S[max(ASSUMED_VLLM_TOKENS_PER_S)]
+    return ASSUMED_VLLM_SCALE / billions ** 0.9
 
 
 def _cost(params_file: Path):
@@ -50,21 +48,38 @@ def _cost(params_file: Path):
     return step, P, importlib.import_module(step.module).cost(P, SET_SIZE[P.scale])
 
 
-def _model_billions(P) -> float:
-    names = [getattr(P, role).name for role in ("student", "teacher") if getattr(P, role, None) is not None]
-    known = [BILLIONS[n] for n in names if n in BILLIONS]
-    return max(known) if known else 0.0
+def _billions(spec) -> float | None:
+    return BILLIONS.get(spec.name) if spec is not None else None
 
 
-def _gpu_hours(P, cost, task: str) -> str:
-    billions = _model_billions(P)
-    if not billions:
-        return "unknown: the model sizes are not in cotrepro.plan.BILLIONS; add them"
-    train = 6 * billions * 1e9 * cost.train_examples * EXAMPLE_TOKENS.get(task, 300) / (H200_BF16_FLOPS * ASSUMED_MFU)
-    sample = cost.generated_tokens / _vllm_rate(billions)
+def _sizes(P, params_file: Path) -> tuple[float | None, float | None]:
+    """(student, teacher) sizes in billions: the student trains and samples, the teacher (or the
+    paraphraser) samples. Step 07 inspects step 06's student."""
+    student = _billions(getattr(P, "student", None))
+    if student is None and getattr(P, "scaling_from", None):
+        from cotrepro.params import step_params_file
+
+        _, upstream = steps.load(step_params_file(params_file, P.scaling_from, "scaling_from"))
+        student = _billions(upstream.student)
+    teacher = _billions(getattr(P, "teacher", None) or getattr(P, "paraphraser", None))
+    return student, teacher
+
+
+def _gpu_hours(P, cost, task: str, params_file: Path) -> str:
+    if not (cost.train_examples or cost.generated_tokens or cost.teacher_tokens):
+        return "no GPU work (grading or reading stored results only)"
+    student, teacher = _sizes(P, params_file)
+    needed = [b for b, used in ((student, cost.train_examples or cost.generated_tokens), (teacher, cost.teacher_tokens))
+              if used]
+    if any(b is None for b in needed):
+        return "unknown: a model's size is not in cotrepro.plan.BILLIONS (or the step runs micro models); add it"
+    tokens = EXAMPLE_TOKENS.get(task, 300)
+    train = 6 * (student or 0) * 1e9 * cost.train_examples * tokens / (H200_BF16_FLOPS * ASSUMED_MFU)
+    sample = (cost.generated_tokens / _vllm_rate(student) if cost.generated_tokens else 0.0) + (
+        cost.teacher_tokens / _vllm_rate(teacher) if cost.teacher_tokens else 0.0)
     return (f"{(train + sample) / 3600:.1f} GPU-hours on one H200 (training {train / 3600:.1f} h at {ASSUMED_MFU:.0%} "
-            f"of the bf16 peak, sampling {sample / 3600:.1f} h at an assumed {_vllm_rate(billions):,} tokens/s with "
-            f"vLLM; measure both with bench/bench_gpu.py)")
+            f"of the bf16 peak; sampling {sample / 3600:.1f} h at assumed vLLM rates of "
+            f"{ASSUMED_VLLM_SCALE:,}/B^0.9 tokens/s; measure both with bench/bench_gpu.py)")
 
 
 def _cpu_estimate(cost, task: str, workers: int | None) -> str:
@@ -75,7 +90,8 @@ def _cpu_estimate(cost, task: str, workers: int | None) -> str:
         return "unknown: no CPU throughput in bench/results/throughput.json (run `make bench`)"
     cores = workers or len(os.sched_getaffinity(0))
     seconds = (cost.train_examples * EXAMPLE_TOKENS.get(task, 90) / rates["train_tokens_per_s"]
-               + cost.generated_tokens / rates["sample_tokens_per_s"]) / max(1, min(cores, max(1, cost.fine_tunes)))
+               + (cost.generated_tokens + cost.teacher_tokens) / rates["sample_tokens_per_s"]
+               ) / max(1, min(cores, max(1, cost.fine_tunes)))
     return (f"at most {seconds / 60:.0f} min on {cores} core(s) (upper bound: every completion at its limit; CPU rates "
             f"measured {rates.get('measured', '?')} on {rates.get('machine', '?')})")
 
@@ -88,9 +104,10 @@ def plan(params_file: str | Path) -> str:
     lines = [f"{params_file} ({step.stem}, scale {P.scale})",
              f"  fine-tunes            {cost.fine_tunes:>14,}",
              f"  examples trained on   {cost.train_examples:>14,}   (summed over runs and epochs)",
-             f"  generated tokens      {cost.generated_tokens:>14,}   (at most)"]
+             f"  generated tokens      {cost.generated_tokens + cost.teacher_tokens:>14,}   (at most; "
+             f"{cost.teacher_tokens:,} by the teacher)"]
     if P.scale == "paper":
-        lines.append(f"  estimate              {_gpu_hours(P, cost, task)}")
+        lines.append(f"  estimate              {_gpu_hours(P, cost, task, params_file)}")
     else:
         compute = getattr(P, "compute", None)
         lines.append(f"  estimate              {_cpu_estimate(cost, task, compute.workers if compute else None)}")

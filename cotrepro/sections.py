@@ -52,6 +52,14 @@ class TaskSection:
     test_split: str = param("test", "split the evaluation problems come from")
     n_train: int = param(512, "training problems", ge=1)
     n_test: int = param(1000, "evaluation problems (null in a params file is not allowed: say how many)", ge=1)
+    allow_code_execution: bool = param(False, "run the generated code of a task that needs it (mbpp), in the contained "
+                                              "code runner (cotrepro.sandbox): the opt-in of `cotrepro grade "
+                                              "--allow-code-execution`")
+
+    def check(self) -> None:
+        if self.name == "mbpp" and not self.allow_code_execution:
+            raise Invalid("allow_code_execution", "mbpp grades by running the generated code: set it to true (the "
+                                                  "code runs in the contained code runner)")
 
 
 @dataclass(frozen=True)
@@ -189,7 +197,15 @@ class ComputeSection:
     single-threaded, so a parallel run gives the serial run's numbers."""
 
     workers: int | None = param(None, "processes running independent jobs (fine-tunes, evaluations) at once; "
-                                      "null = one per core", ge=1)
+                                      "null = one per core, or one where a GPU is present", ge=1)
     # One thread per process: two OpenMP threads on a 2-core machine shared with other work
     # spin-wait and ran micro SFT 20x slower per step than one (LOG.md, 2026-11-21).
     threads: int = param(1, "torch CPU threads per process", ge=1)
+    launcher: Literal["none", "accelerate"] = param(
+        "none", "none: each fine-tune (SFT, RFT, DPO) job runs in one process, as workers says; accelerate: "
+                "`accelerate launch --num_processes N -m cotrepro.jobs TARGET SPEC OUT` runs each as N "
+                "data-parallel processes (on a GPU node N = the GPUs; without a GPU, N CPU processes over "
+                "gloo); other jobs run as with none", choices=("none", "accelerate"))
+    processes: int = param(1, "N, the processes of each fine-tune under launcher accelerate; the global "
+                              "batch stays train.batch_size x grad_accum (the per-device batch is divided "
+                              "by N), so N does not change what is learned beyond float rounding", ge=1)

@@ -83,20 +83,32 @@ def _tiny(arch: str, root) -> Path:
     return out
 
 
-def load(ref: dict | ModelSpec, root: str | Path | None = None):
-    """(model, tokenizer) of a model reference or a base-model spec."""
+def load(ref: dict | ModelSpec, root: str | Path | None = None, training: bool = False):
+    """(model, tokenizer) of a model reference or a base-model spec, with its spec's revision,
+    dtype and 4-bit setting. `training`: float32 weights (unless 4-bit), whatever the checkpoint's
+    dtype: bf16 weights cannot take a small update (in bf16, 0.02 - 1e-6 == 0.02), so training
+    keeps float32 master weights and the Trainer runs the matmuls in bf16 autocast on a GPU."""
     from cotrepro.models import load_model
 
     ref = spec_ref(ref) if isinstance(ref, ModelSpec) else ref
     spec = ref.get("spec", {})
-    return load_model(model_path(ref, root), revision=spec.get("revision"), dtype=spec.get("dtype", "auto"),
-                      load_in_4bit=spec.get("load_in_4bit", False))
+    four_bit = spec.get("load_in_4bit", False)
+    dtype = "float32" if training and not four_bit else spec.get("dtype", "auto")
+    return load_model(model_path(ref, root), revision=spec.get("revision"), dtype=dtype, load_in_4bit=four_bit)
 
 
 def get_task(task: TaskSection | dict[str, Any]):
+    """The task a section names, carrying its code-execution opt-in (which the grader honours)."""
+    import copy
+
     from cotrepro.tasks import get_task as by_name
 
-    return by_name(task["name"] if isinstance(task, dict) else task.name)
+    section = task if isinstance(task, TaskSection) else TaskSection(**task)
+    found = by_name(section.name)
+    if section.allow_code_execution:
+        found = copy.copy(found)
+        found.allow_code_execution = True
+    return found
 
 
 def problems(task: TaskSection, data: DataSection | None, split: str, n: int, seed: int = 0):

@@ -97,8 +97,9 @@ def load(params_file: str | Path, overrides: dict | None = None) -> tuple[Step, 
 
 def params_files(scale: str) -> list[Path]:
     """The pipeline params files of `scale`, in step order (variants after their base)."""
-    folder = REPO_ROOT / "params" / scale
-    return sorted(folder.glob("[0-9][0-9]_*.yaml"))
+    from cotrepro.paths import repository
+
+    return sorted((repository() / "params" / scale).glob("[0-9][0-9]_*.yaml"))
 
 
 def label(params_file: str | Path) -> str:
@@ -132,5 +133,6 @@ class Cost:
 
     fine_tunes: int = 0
     train_examples: int = 0  # examples seen by the optimisers, summed over runs and epochs
-    generated_tokens: int = 0  # sampled and rolled-out tokens
+    generated_tokens: int = 0  # tokens the student (and models trained from it) sample and roll out
+    teacher_tokens: int = 0  # tokens the teacher (or paraphraser) samples
     notes: tuple[str, ...] = ()

@@ -196,6 +196,8 @@ def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rol
     `rollout_fn(context, first, count)` replaces the model's sampler (tests inject one with known
     outcomes); by default rollouts come from `value_traces`' sampler. See the module docstring.
     """
+    if rollouts < 1:
+        raise ValueError(f"rollouts must be at least 1, got {rollouts}")
     if rollout_fn is None:
         from cotrepro.sections import StepValueParams
 
@@ -203,8 +205,6 @@ def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rol
                                  max_new_tokens=max_new_tokens)
         return value_traces(model, tokenizer, task, [(problem, prompt, trace)], params, seed=seed, stop=stop,
                             value_of_prompt=value_of_prompt, strategy=strategy, chunk=chunk)[0]
-    if rollouts < 1:
-        raise ValueError(f"rollouts must be at least 1, got {rollouts}")
     steps = task.steps(trace)
     if not steps:
         raise ValueError("the trace has no steps")
@@ -290,7 +290,7 @@ def value_job(spec: dict, out_dir) -> None:
     from cotrepro import specs
     from cotrepro.params import from_dict
     from cotrepro.quiet import quiet_libraries
-    from cotrepro.sections import StepValueParams, TaskSection
+    from cotrepro.sections import TaskSection
     from cotrepro.tasks.base import Problem
 
     quiet_libraries()

@@ -160,18 +160,15 @@ def save_trained(model, tokenizer, method: str, out: Path) -> Path:
     return out
 
 
-def finetune(base: str, examples: list[dict], section: FinetuneSection, seed: int, out_dir: Path) -> Path:
-    """SFT of the model at `base` on `examples`; the plain trained checkpoint at `out_dir/model`.
+def finetune(model, tokenizer, examples: list[dict], section: FinetuneSection, seed: int, out_dir: Path) -> Path:
+    """SFT of `model` on `examples`; the plain trained checkpoint at `out_dir/model`.
 
     Resumable: a finished model is returned as is; an interrupted run continues from its last
     complete checkpoint in `out_dir/train`.
     """
-    from cotrepro.models import load_model
-
     out = Path(out_dir) / "model"
     if (out / "config.json").is_file():
         return out
-    model, tokenizer = load_model(base)
     model = prepare(model, section.method, section.lora, seed)
     result = sft(model, tokenizer, examples, section.train, Path(out_dir) / "train", seed)
     save_trained(result.model, tokenizer, section.method, out)
@@ -190,10 +187,29 @@ def finetune_job(spec: dict, out_dir: Path) -> None:
     quiet_libraries()
     root = Path(out_dir).parents[2]
     section = from_dict(FinetuneSection, spec["finetune"])
-    finetune(specs.model_path(spec["base"], root), spec["examples"], section, spec["seed"], Path(out_dir))
+    if not (Path(out_dir) / "model" / "config.json").is_file():
+        model, tokenizer = specs.load(spec["base"], root, training=True)
+        finetune(model, tokenizer, spec["examples"], section, spec["seed"], Path(out_dir))
     (Path(out_dir) / "data.json").write_text(json.dumps({"n_examples": len(spec["examples"])}))
 
 
 def optimizer_steps(n_examples: int, params: TrainParams) -> float:
     """Optimizer steps a run over `n_examples` takes (`ceil(n / batch) * epochs`), for budgets."""
     return math.ceil(n_examples / (params.batch_size * params.grad_accum)) * params.epochs
+
+
+def rft_data(positives: list[dict], samples: list[dict], n: int, cap: int, first: int | None = None) -> list[dict]:
+    """SFT data of rung n plus the self-generated positives: per problem, the distinct correct
+    samples (among the first `first` samples, if given), at most `cap`, in sampling order."""
+    by_problem: dict[str, list[dict]] = {}
+    for s in samples:
+        by_problem.setdefault(s["problem_id"], []).append(s)
+    data = list(positives[:n])
+    for e in positives[:n]:
+        kept: list[str] = []
+        for s in by_problem.get(e["problem_id"], [])[:first]:
+            text = s["completion"].strip()
+            if s["correct"] and text and text not in kept and len(kept) < cap:
+                kept.append(text)
+                data.append({"prompt": e["prompt"], "completion": s["completion"], "problem_id": e["problem_id"]})
+    return data

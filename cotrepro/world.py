@@ -59,7 +59,7 @@ def manifest(world_dir: Path = WORLD_DIR) -> dict:
 
 
 @cache
-def _checked(world_dir: str, manifest_text: str) -> str:
+def _checked(world_dir: str, manifest_text: str, stamps: tuple) -> str:
     expected = json.loads(manifest_text)["files"]
     for name, digest in expected.items():
         path = Path(world_dir) / name
@@ -72,11 +72,22 @@ def _checked(world_dir: str, manifest_text: str) -> str:
 
 
 def check(world_dir: Path = WORLD_DIR) -> str:
-    """Verify every file against the manifest (once per process); returns the world's identity
-    (a hash of its manifest), which goes into the cache key of every job that uses the world."""
+    """Verify every file against the manifest; returns the world's identity (a hash of its
+    manifest), which goes into the cache key of every job that uses the world. The hashes are
+    computed once per process and state of the files (their sizes and modification times), so a
+    file changed while a notebook kernel runs is checked again."""
     world_dir = Path(world_dir)
-    manifest(world_dir)
-    return _checked(str(world_dir.resolve()), (world_dir / MANIFEST).read_text())
+    text = json.dumps(manifest(world_dir))
+    stamps = tuple((name, *_stamp(world_dir / name)) for name in json.loads(text)["files"])
+    return _checked(str(world_dir.resolve()), (world_dir / MANIFEST).read_text(), stamps)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def model_dir(role: str, world_dir: Path = WORLD_DIR) -> Path:

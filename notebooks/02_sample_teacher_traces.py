@@ -32,7 +32,7 @@ run_root = "runs"  # where results go, relative to the repository root
 import pandas as pd
 
 from cotrepro import plots, specs
-from cotrepro.conditions import best_constant
+from cotrepro.conditions import best_constant, write_sets
 from cotrepro.experiments import sample_teacher_traces as step
 from cotrepro.pipeline import open_step
 
@@ -55,7 +55,7 @@ pd.DataFrame(graded)[["problem_id", "correct", "parsed", "n_claims", "n_false", 
 # %%
 sets = step.build_sets(task, problems, graded, P.task.template, P.max_sets)
 step.check_sets(P, graded, sets)
-step.write_sets(run.path, sets)
+write_sets(run.path, sets)
 {name: len(examples) for name, examples in sets.items()}
 
 # %% [markdown]

@@ -32,13 +32,13 @@ run_root = "runs"  # where results go, relative to the repository root
 import pandas as pd
 
 from cotrepro import plots, specs
-from cotrepro.conditions import accuracy_rows, best_constant, compact, run_conditions
-from cotrepro.experiments import sample_teacher_traces, train_on_traces as step
+from cotrepro.conditions import accuracy_rows, best_constant, compact, load_sets, run_conditions
+from cotrepro.experiments import train_on_traces as step
 from cotrepro.pipeline import open_step
 
 run = open_step(params_file, run_root, step="train_on_traces")
 P = run.params
-sets = sample_teacher_traces.load_sets(run.upstream("traces_from").path, [c for c in P.conditions if c != "none"])
+sets = load_sets(run.upstream("traces_from").path)
 test = specs.test_problems(P.task, P.data)
 print(f"sets: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; {len(test)} test problems; seeds {list(P.seeds)}")
 

@@ -31,15 +31,14 @@ run_root = "runs"  # where results go, relative to the repository root
 import pandas as pd
 
 from cotrepro import plots, specs
-from cotrepro.conditions import accuracy_rows, best_constant, compact
-from cotrepro.experiments import paraphrase_distance as step, sample_teacher_traces
+from cotrepro.conditions import accuracy_rows, best_constant, compact, load_sets
+from cotrepro.experiments import paraphrase_distance as step
 from cotrepro.pipeline import open_step
 
 run = open_step(params_file, run_root, step="paraphrase_distance")
 P = run.params
-traces = run.upstream("traces_from").path
-names = ["H", "G", "W", "S"] if (traces / "sets" / "S.jsonl").is_file() else ["H", "G", "W"]
-sets = sample_teacher_traces.load_sets(traces, names)
+traces = run.upstream("traces_from")
+sets = load_sets(traces.path)
 print({name: len(examples) for name, examples in sets.items()})
 
 # %% [markdown]
@@ -55,7 +54,7 @@ pd.DataFrame({name: pd.Series(values) for name, values in nll.items()}).describe
 # Paraphrase every H trace; keep the rewrites whose final answer is unchanged.
 
 # %%
-problems = specs.train_problems(P.task, P.data)
+problems = specs.train_problems(traces.params.task, traces.params.data)  # the problems step 02 offered
 p_set, h_at_p, attempts = step.paraphrase_sets(P, problems, sets["H"], store=run.path / "paraphrases.jsonl", root=run.root)
 rate = step.keep_rate(attempts)
 run.dir.write_json("paraphrases.json", {"keep_rate": rate, "kept": len(p_set), "attempts": attempts})

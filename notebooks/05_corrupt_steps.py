@@ -32,13 +32,13 @@ run_root = "runs"  # where results go, relative to the repository root
 import pandas as pd
 
 from cotrepro import plots, specs
-from cotrepro.conditions import accuracy_rows, best_constant, compact, run_conditions
-from cotrepro.experiments import corrupt_steps as step, sample_teacher_traces
+from cotrepro.conditions import accuracy_rows, best_constant, compact, load_sets, run_conditions
+from cotrepro.experiments import corrupt_steps as step
 from cotrepro.pipeline import open_step
 
 run = open_step(params_file, run_root, step="corrupt_steps")
 P = run.params
-g_set = sample_teacher_traces.load_sets(run.upstream("traces_from").path, ["G"])["G"]
+g_set = load_sets(run.upstream("traces_from").path, ["G"])["G"]
 print(f"{len(g_set)} G traces; levels {list(P.levels)}; operators {list(P.operators)}; seeds {list(P.seeds)}")
 
 # %% [markdown]

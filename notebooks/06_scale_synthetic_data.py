@@ -32,7 +32,8 @@ run_root = "runs"  # where results go, relative to the repository root
 import pandas as pd
 
 from cotrepro import plots, specs
-from cotrepro.conditions import best_constant
+from cotrepro.claims import chance_pass_at_k
+from cotrepro.conditions import best_constant, compact_named
 from cotrepro.experiments import scale_synthetic_data as step
 from cotrepro.pipeline import open_step
 
@@ -76,12 +77,10 @@ pd.DataFrame([{"model": step.model_name(k), "pairs": len(v)} for k, v in pairs.i
 models = {("sft", *k): j for k, j in sft.items()} | rft | dpo
 evals = step.evaluations(run, models)
 run.dir.write_json("models.json", {step.model_name(k): j.key for k, j in models.items()})
-run.dir.write_json("values.json", {f"n{n}/s{s}": [{k: r[k] for k in ("critical_step", "steps", "tokens_generated",
-                                                                   "rolled_out")} for r in v]
-                                    for (n, s), v in values.items()})
-run.dir.write_json("outcomes.json", step.compact_evals(evals, P))
-errors = pd.DataFrame(step.error_table(evals, P))
-errors.groupby(["method", "n"], dropna=False).error.agg(["mean", "std", "count"])
+run.dir.write_json("values.json", step.value_summary(values))
+run.dir.write_json("outcomes.json", compact_named(evals, P.pass_at_k.k))
+pd.Series({name: 1 - r["summary"]["accuracy"] for name, r in evals.items() if not name.endswith("@k")},
+          name="test error")
 
 # %% [markdown]
 # The claims by their tests (`cotrepro/claims.yaml`).
@@ -90,7 +89,7 @@ errors.groupby(["method", "n"], dropna=False).error.agg(["mean", "std", "count"]
 chance = best_constant(specs.get_task(P.task), specs.test_problems(P.task, P.data))
 claims = [f(evals, P, 1 - chance) for f in (step.st1_claim, step.st2_claim, step.st3_claim, step.st4_claim,
                                             step.st5_claim)]
-claims.append(step.st7_claim(evals, P, step.chance_pass_at_k(chance, P.pass_at_k.k)))
+claims.append(step.st7_claim(evals, P, chance_pass_at_k(chance, P.pass_at_k.k)))
 run.dir.write_json("claims.json", claims)
 pd.DataFrame(claims)[["claim", "verdict", "effect", "ci", "what"]]
 

@@ -173,8 +173,21 @@ def test_on_real_arith_task_if_available():
     problem = arith.generate_problems(1, seed=0)[0]
     trace = arith.render_stepwise(problem)
     assert arith.TASK.verify(problem, trace).correct
+    # arith's steps() leaves out the "#### N" line (changed on purpose: it is the answer, not a
+    # step), so the answer operator has no eligible step: every chosen step is skipped, the trace
+    # is unchanged and still correct
+    n_steps = len(problem.meta["steps"])
     out = corrupt(trace, arith.TASK, 1.0, "answer", seed=0)
-    assert not verify_corrupted(arith.TASK, problem, out).correct
+    assert out.n_steps == n_steps and out.hits == [] and out.text == trace
+    assert sorted(s["step"] for s in out.skipped) == list(range(n_steps))
+    assert verify_corrupted(arith.TASK, problem, out).correct
+    # corrupting every step changes the steps, never the final-answer line
+    out = corrupt(trace, arith.TASK, 1.0, "number", seed=0)
+    assert [h["step"] for h in out.hits] == list(range(n_steps)) and out.fraction_hit == 1.0
+    assert out.text.splitlines()[-1] == f"#### {problem.answer}"
+    assert all(a != b for a, b in zip(out.text.splitlines()[:-1], trace.splitlines()[:-1]))
+    assert arith.check_steps(out.text) and not all(c.correct for c in arith.check_steps(out.text))
+    assert verify_corrupted(arith.TASK, problem, out).correct  # the answer line was kept
     untouched = corrupt(trace, arith.TASK, 0.0, seed=0)
     assert verify_corrupted(arith.TASK, problem, untouched).correct
 

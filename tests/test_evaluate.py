@@ -6,7 +6,8 @@ import pytest
 import torch
 from _tiny import char_tokenizer, tiny_llama
 
-from cotrepro.evaluate import completion_nlls, evaluate, maj_at_k, mean_nll, pass_at_k
+from cotrepro.evaluate import (completion_nlls, evaluate, evaluate_job, maj_at_k, mean_nll, outcomes, pass_at_k, scores,
+                               unparsed_rate)
 from cotrepro.tasks.base import Problem, Verdict
 
 torch.set_num_threads(1)
@@ -156,3 +157,68 @@ def test_mean_nll_rejects_malformed_examples(tiny):
     model, tokenizer = tiny
     with pytest.raises(ValueError, match="prompt"):
         mean_nll(model, tokenizer, [{"text": "x"}])
+
+
+def _hand_made():
+    problems = [Problem(str(i), f"q{i}", a) for i, a in enumerate(["1", "2", "3", "4", ""])]
+    completions = [["#### 1", "#### 3"], ["#### 2", "#### 2"], ["I don't know", "#### 3"], ["#### 5", "?"],
+                   ["#### 9", "#### 9"]]
+    return evaluate(None, None, HashTask(), problems, k=2, temperature=1.0,
+                    generate_fn=lambda prompts, sampling: completions)
+
+
+def test_outcomes_scores_and_unparsed_rate_of_a_stored_evaluation():
+    import json
+
+    record = json.loads(json.dumps(outcomes(_hand_made())))  # stored as JSON
+    assert record["ids"] == ["0", "1", "2", "3", "4"] and record["k"] == 2
+    assert record["correct"] == [[True, False], [True, True], [False, True], [False, False], [False, False]]
+    assert record["extracted"][2] == [None, "3"] and record["ungradable"] == [False] * 4 + [True]
+    assert record["completions"][3] == ["#### 5", "?"] and record["summary"]["n"] == 4
+    # greedy scores: the first completion of each gradable problem
+    assert scores(record).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert scores(record, k=1).tolist() == pytest.approx([0.5, 1.0, 0.5, 0.0])
+    assert scores(record, k=2).tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert scores(record, k=1).mean() == pytest.approx(record["summary"]["pass@1"])
+    assert unparsed_rate(record) == pytest.approx(1 / 4)  # first completions; the ungradable one left out
+
+
+class FlakyTask(HashTask):
+    """A verifier that crashes on one completion: graded through cotrepro.grade, that item counts
+    as wrong and the others are still graded."""
+
+    bounded_verify = True
+
+    def verify(self, problem, completion):
+        if "boom" in completion:
+            raise RuntimeError("grader bug")
+        return super().verify(problem, completion)
+
+
+def test_evaluate_grades_through_the_grader_and_survives_a_verifier_crash():
+    problems = [Problem("a", "one?", "1"), Problem("b", "two?", "2")]
+    result = evaluate(None, None, FlakyTask(), problems,
+                      generate_fn=lambda prompts, sampling: [["#### 1"], ["#### 2 boom"]])
+    assert [r["correct"] for r in result.records] == [[True], [False]]
+    assert result.records[1]["extracted"] == [None]
+    assert result.summary["accuracy"] == 0.5
+
+
+def test_evaluate_job_writes_outcomes_and_resumes_from_its_generations(tmp_path, monkeypatch):
+    import json
+
+    from cotrepro import generate
+
+    out = tmp_path / "cache" / "evaluate" / "key"  # a job folder: the run root is three levels up
+    out.mkdir(parents=True)
+    spec = {"model": {"spec": {"name": "tiny:llama"}}, "task": {"name": "arith", "template": "default"},
+            "data": None, "split": "test", "n": 3, "problem_seed": 0, "max_new_tokens": 6, "batch_size": 4,
+            "samples": 1, "temperature": 0.0, "seed": 0}
+    evaluate_job(spec, out)
+    record = json.loads((out / "outcomes.json").read_text())
+    assert len(record["ids"]) == 3 and record["k"] == 1 and len(scores(record)) == 3
+    assert (out / "generations.jsonl").is_file() and (tmp_path / "tiny_models").is_dir()
+    monkeypatch.setattr(generate.DecodeBackend, "generate", lambda *a, **k: pytest.fail("generated again"))
+    (out / "outcomes.json").unlink()
+    evaluate_job(spec, out)
+    assert json.loads((out / "outcomes.json").read_text()) == record

@@ -1,4 +1,5 @@
-"""Sampling: per-prompt seeds, stop strings, length buckets, and resuming after SIGKILL."""
+"""Sampling: per-prompt seeds, stop strings, length buckets, resuming after SIGKILL, the package's
+decoder against transformers `generate`, and sample ranges (the Monte Carlo rollouts)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cotrepro.generate import HFBackend, SamplingParams, SeededSampler, sample, truncate_at_stop
-from cotrepro.micro import tiny_random_model
+from cotrepro.generate import (DecodeBackend, GenerateBackend, SamplingParams, SeededSampler, make_backend,
+                               row_seeds, sample, sample_range, truncate_at_stop)
 from cotrepro.models import load_model
+from cotrepro.stepvalues import Rollout
 from cotrepro.store import JsonlStore
+from cotrepro.tiny import tiny_random_model
 
 torch.set_num_threads(1)
 PROMPTS = ["12 + 5 =", "The quick brown", "def add(a, b):", "Problem: 3 * 4", "x", "Solution: step by step, 20 - 7"]
@@ -90,13 +93,13 @@ def test_batches_are_bucketed_by_length(model_and_tokenizer, monkeypatch):
     model, tokenizer = model_and_tokenizer
     prompts = ["a " * n for n in (1, 9, 2, 8, 3, 7, 4, 6)]
     batches = []
-    real = HFBackend.generate
+    real = DecodeBackend.generate
 
     def spy(self, batch, sampling):
         batches.append(batch)
         return real(self, batch, sampling)
 
-    monkeypatch.setattr(HFBackend, "generate", spy)
+    monkeypatch.setattr(DecodeBackend, "generate", spy)
     out = sample(model, tokenizer, prompts, SamplingParams(k=2, max_new_tokens=3, batch_size=4), progress=False)
     assert len(out) == len(prompts) and all(len(c) == 2 for c in out)
     assert [len(b) for b in batches] == [2, 2, 2, 2]  # batch_size counts sequences: 2 prompts x k=2
@@ -111,7 +114,7 @@ def test_store_caches_by_sampling_params(model_and_tokenizer, tmp_path, monkeypa
     params = SamplingParams(temperature=0.7, max_new_tokens=5)
     first = sample(model, tokenizer, PROMPTS[:3], params, store=store, model_id="tiny", progress=False)
     calls = []
-    monkeypatch.setattr(HFBackend, "generate", lambda self, batch, s: calls.append(batch) or [["?"]] * len(batch))
+    monkeypatch.setattr(DecodeBackend, "generate", lambda self, batch, s: calls.append(batch) or [["?"]] * len(batch))
     assert sample(model, tokenizer, PROMPTS[:3], params, store=store, model_id="tiny", progress=False) == first
     assert calls == []
     hotter = SamplingParams(temperature=1.3, max_new_tokens=5)
@@ -153,11 +156,131 @@ def test_sigkilled_job_resumes_with_nothing_lost_or_duplicated(model_dir, model_
     prompts = [f"Problem {i}: 12 + {i} =" for i in range(40)]
     params = SamplingParams(k=2, temperature=1.0, max_new_tokens=24, batch_size=2, seed=5)
     generated = []
-    real = HFBackend.generate
-    monkeypatch.setattr(HFBackend, "generate", lambda self, b, s: generated.extend(b) or real(self, b, s))
+    real = DecodeBackend.generate
+    monkeypatch.setattr(DecodeBackend, "generate", lambda self, b, s: generated.extend(b) or real(self, b, s))
     resumed = sample(model, tokenizer, prompts, params, store=store, model_id="tiny", progress=False)
     assert len(generated) == 40 - survived  # only the missing prompts were generated
     lines = [json.loads(line) for line in store.read_text().splitlines()]
     assert len(lines) == 40 and len({r["key"] for r in lines}) == 40
-    monkeypatch.setattr(HFBackend, "generate", real)
+    monkeypatch.setattr(DecodeBackend, "generate", real)
     assert resumed == sample(model, tokenizer, prompts, params, progress=False)
+
+
+# ---------------------------------------------------------------- the decoder against `generate`
+
+
+def _varied(model, seed=0):
+    """A tiny random model whose greedy text varies: at the default initialisation (std 0.02) the
+    residual stream is the last token's embedding and greedy decoding repeats it forever, so a
+    stop string would cut every completion at its first character and test nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if weight.dim() >= 2:
+                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.5)
+            elif "post_" in name and "norm" in name:  # gemma2's post-norms: let the blocks count
+                weight.fill_(10.0)
+    return model.eval()
+
+
+def _mid_text_stops(texts, skip=3):
+    """One two-character ASCII stop string per text that first occurs at position `skip` or later."""
+    stops = []
+    for text in texts:
+        for i in range(skip, len(text) - 1):
+            piece = text[i:i + 2]
+            if piece.isascii() and piece.isprintable() and text.find(piece) == i and piece not in stops:
+                stops.append(piece)
+                break
+    return tuple(stops)
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma2"])
+def varied_model(request):
+    model, tokenizer = tiny_random_model(request.param)
+    return _varied(model), tokenizer
+
+
+def test_decoder_greedy_output_equals_generate_with_and_without_stop_strings(varied_model):
+    model, tokenizer = varied_model
+    free = SamplingParams(k=2, max_new_tokens=24, batch_size=64)
+    decoded = DecodeBackend(model, tokenizer).generate(PROMPTS, free)
+    assert decoded == GenerateBackend(model, tokenizer).generate(PROMPTS, free)
+    assert all(c[0] == c[1] for c in decoded)  # greedy: k identical copies
+    texts = [c[0] for c in decoded]
+    assert len(set(texts)) == len(texts)  # _varied did its job: the test can fail
+    stops = _mid_text_stops(texts)
+    assert len(stops) >= 3
+    cut = SamplingParams(max_new_tokens=24, stop=stops)
+    decoded_cut = DecodeBackend(model, tokenizer).generate(PROMPTS, cut)
+    assert decoded_cut == GenerateBackend(model, tokenizer).generate(PROMPTS, cut)
+    for (text,), full in zip(decoded_cut, texts):
+        assert text == truncate_at_stop(full, stops)
+        assert not any(s in text for s in stops)
+    assert sum(0 < len(c[0]) < len(full) for c, full in zip(decoded_cut, texts)) >= 3  # cut mid-text
+
+
+def test_decoder_samples_do_not_depend_on_the_batch(varied_model):
+    """A row's samples are the same alone and in a batch whose other rows pad it, share its
+    forward passes and leave it (at EOS or a stop string) at other steps."""
+    model, tokenizer = varied_model
+    backend = DecodeBackend(model, tokenizer)
+    free = SamplingParams(k=3, temperature=1.0, max_new_tokens=16, seed=11)
+    first = backend.generate(PROMPTS, free)
+    stops = _mid_text_stops([c[0] for c in first])
+    for params in (free, SamplingParams(k=3, temperature=1.0, top_p=0.9, max_new_tokens=16, seed=11, stop=stops)):
+        together = backend.generate(PROMPTS, params)
+        alone = [backend.generate([p], params)[0] for p in PROMPTS]
+        assert together == alone
+        assert backend.generate(PROMPTS[::-1], params) == together[::-1]
+        assert any(len(set(c)) > 1 for c in together)  # sampled, not greedy
+    with_stops = backend.generate(PROMPTS, SamplingParams(k=3, temperature=1.0, max_new_tokens=16, seed=11,
+                                                          stop=stops))
+    assert with_stops == [[truncate_at_stop(t, stops) for t in c] for c in first]
+
+
+def test_make_backend_names():
+    model, tokenizer = tiny_random_model("llama")
+    assert isinstance(make_backend(model, tokenizer, "hf"), DecodeBackend)
+    assert isinstance(make_backend(model, tokenizer, "generate"), GenerateBackend)
+    assert SamplingParams().backend == "hf"
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_backend(model, tokenizer, "mystery")
+    with pytest.raises(ValueError, match="needs a loaded model"):
+        make_backend("some/path", tokenizer, "hf")
+
+
+# ---------------------------------------------------------------- sample ranges
+
+
+def test_row_seeds_of_a_range_are_those_of_the_full_draw():
+    full = row_seeds(5, "a prompt", 0, 8)
+    assert row_seeds(5, "a prompt", 3, 4) == full[3:7]
+    assert len(set(full)) == 8 and row_seeds(6, "a prompt", 0, 8) != full
+
+
+def test_sample_range_pieces_equal_the_full_draw_and_sample(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    kw = dict(temperature=1.0, max_new_tokens=10, seed=4)
+    full = sample_range(model, tokenizer, [(p, 0, 6) for p in PROMPTS], **kw)
+    assert all(len(r) == 6 and all(isinstance(x, Rollout) for x in r) for r in full)
+    pieces = sample_range(model, tokenizer, [(p, 0, 2) for p in PROMPTS] + [(p, 2, 4) for p in PROMPTS], **kw)
+    assert [a + b for a, b in zip(pieces[:len(PROMPTS)], pieces[len(PROMPTS):])] == full
+    assert sample_range(model, tokenizer, [(PROMPTS[1], 3, 1)], **kw)[0] == full[1][3:4]
+    # sample j of a context is completion j of `sample` with the same seed
+    drawn = sample(model, tokenizer, PROMPTS, SamplingParams(k=6, temperature=1.0, max_new_tokens=10, seed=4),
+                   progress=False)
+    assert [[r.text for r in rollouts] for rollouts in full] == drawn
+    assert all(1 <= r.n_tokens <= 10 for rollouts in full for r in rollouts)
+    assert any(len({r.text for r in rollouts}) > 1 for rollouts in full)
+
+
+def test_sample_range_stores_each_range_and_reads_it_back(model_and_tokenizer, tmp_path, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    store = tmp_path / "rollouts.jsonl"
+    requests = [(p, 0, 3) for p in PROMPTS[:3]]
+    kw = dict(temperature=1.0, max_new_tokens=8, seed=2, store=store, model_id="tiny")
+    first = sample_range(model, tokenizer, requests, **kw)
+    assert len(JsonlStore(store)) == 3
+    monkeypatch.setattr(DecodeBackend, "decode", lambda *a, **k: pytest.fail("sampled again"))
+    assert sample_range(model, tokenizer, requests, **kw) == first

@@ -1,88 +1,111 @@
-"""The micro world: tokenizer, model builder, corpora and (very small) cached pretraining."""
+"""The micro world: corpora, training from scratch, and (very small) cached builds.
+
+The builders of its tokenizers and models are tested in test_tiny.py.
+"""
 
 from __future__ import annotations
 
 import json
-import random
 import time
+from collections import Counter
 
 import pytest
 import torch
-from transformers import AutoTokenizer
 
-from cotrepro.micro import (MicroModelParams, PretrainParams, build_corpora, build_micro_model, build_tokenizer,
-                            pretrain_micro, _wrong_step_trace)
+from cotrepro import world
+from cotrepro.micro import (SMOKE_WORLD, ArithWorldParams, WorldParams, build_corpora, build_world, rebuild,
+                            train_from_scratch)
 from cotrepro.models import load_model
 from cotrepro.tasks import arith
+from cotrepro.tiny import MicroModelParams, build_micro_model, build_word_tokenizer
 
 torch.set_num_threads(1)
 
-
-def test_tokenizer_splits_digits_round_trips_and_reloads(tmp_path):
-    texts = ["Question: Ann has 12 apples.\nAnswer:\n12 + 345 = 357\n#### 357"] * 20
-    tokenizer = build_tokenizer(texts, vocab_size=320, out_dir=tmp_path)
-    ids = tokenizer("12345")["input_ids"]
-    assert ids[0] == tokenizer.bos_token_id
-    assert [tokenizer.decode([i]) for i in ids[1:]] == list("12345")
-    odd = "  tabs\tand ünïcode ✓\n\nline"
-    assert tokenizer.decode(tokenizer(odd)["input_ids"], skip_special_tokens=True) == odd
-    reloaded = AutoTokenizer.from_pretrained(tmp_path)
-    assert reloaded(texts[0])["input_ids"] == tokenizer(texts[0])["input_ids"]
-    assert {reloaded.bos_token, reloaded.eos_token, reloaded.pad_token} == {"<|bos|>", "<|eos|>", "<|pad|>"}
+SMALL = ArithWorldParams(n_step_lines=20, n_one_step=30, n_two_step=20, n_statements=30, n_other_tasks=10,
+                         n_multi_step=40, n_rewrites=10)
 
 
-def test_micro_model_shape_and_bad_heads():
-    tokenizer = build_tokenizer(["1 + 2 = 3"] * 5, vocab_size=300)
-    params = MicroModelParams(arch="qwen2", n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64)
-    model = build_micro_model(params, tokenizer, seed=1)
-    assert model.config.model_type == "qwen2" and model.config.vocab_size == len(tokenizer)
-    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
-    same = build_micro_model(params, tokenizer, seed=1)
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), same.parameters()))
-    with pytest.raises(ValueError, match="must divide"):
-        build_micro_model(MicroModelParams(d_model=30, n_heads=4), tokenizer)
+@pytest.fixture(scope="module")
+def corpora():
+    return build_corpora(SMALL)
 
 
-def test_wrong_step_traces_have_one_false_step_and_a_wrong_answer():
-    rng = random.Random(0)
-    problems = arith.generate_problems(60, seed=3)
-    traces = [(p, _wrong_step_trace(p, rng)) for p in problems]
-    traces = [(p, t) for p, t in traces if t is not None]
-    assert len(traces) > 40
-    for problem, trace in traces:
-        checks = arith.check_steps(trace)
-        assert len(checks) == len(problem.meta["steps"])
-        assert sum(not c.correct for c in checks) == 1  # later steps are right, from the wrong value
-        assert not arith.TASK.verify(problem, trace).correct
+def _solved_steps(doc):  # step lines of a stepwise-solved arith problem (0 if the document is not one)
+    return doc.count(" = ") if "####" in doc and doc.startswith("Question:") else 0
 
 
-def test_corpora_keep_multi_step_solutions_from_the_student():
-    params = PretrainParams(n_step_lines=20, n_one_step=30, n_statements=30, n_other_tasks=10, n_multi_step=40)
-    corpora = build_corpora(params)
-
-    def solved_steps(doc):  # step lines of a solved arith problem (0 if the document is not one)
-        return doc.count(" = ") if "####" in doc and doc.startswith("Question:") else 0
-
-    assert max(solved_steps(d) for d in corpora["student"]) == 1
-    assert sum(solved_steps(d) >= 2 for d in corpora["teacher"]) >= 35
+def test_corpora_keep_multi_step_solutions_from_the_student(corpora):
+    # the student now reads solved two-step problems (n_two_step, its bit of the task) but never
+    # a solved problem of three or more steps (changed on purpose: it read one-step ones only)
+    assert max(_solved_steps(d) for d in corpora["student"]) == 2
+    student_docs = Counter(corpora["student"])
+    teacher_only = list((Counter(corpora["teacher"]) - student_docs).elements())
+    assert sum(_solved_steps(d) >= 2 for d in teacher_only) >= 35  # of 40 multi-step problems
+    assert sum(_solved_steps(d) >= 3 for d in corpora["teacher"]) > 0
+    solved_by_student = Counter(d for d in corpora["student"] if "####" in d)
+    assert solved_by_student and not solved_by_student - Counter(corpora["teacher"])  # shared with the teacher
     test_questions = {p.question for p in arith.TASK.load("test", limit=200)}
-    assert not any(q in d for d in corpora["teacher"] for q in test_questions)
+    assert not any(q in d for role in ("student", "teacher") for d in corpora[role] for q in test_questions)
 
 
-def test_tiny_pretraining_gives_loadable_cached_checkpoints(tmp_path):
-    shape = MicroModelParams(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64)
-    params = PretrainParams(student=shape, teacher=shape, n_step_lines=16, n_one_step=16, n_statements=16,
-                            n_other_tasks=4, n_multi_step=16, student_steps=3, teacher_steps=3, batch_size=8,
-                            n_eval=4, vocab_size=300)
-    paths = pretrain_micro(params, tmp_path)
-    report = json.loads(open(paths["report"]).read())
-    assert 0.0 <= report["teacher"]["multi_step_accuracy"] <= 1.0
-    assert "one_step_accuracy" in report["student"]
+def test_corpora_hold_both_styles_and_no_injected_mistakes(corpora):
+    """The teacher's wrong traces are its own mistakes (nothing injected: the corpus that replaced
+    the injected wrong-step traces holds no false claim), and the student has read human-style
+    solutions (`<<a*b=c>>` annotations) as well as its own style."""
     for role in ("student", "teacher"):
-        curve = json.loads(open(f"{paths[role]}/loss.json").read())
-        assert curve and all(point["loss"] > 0 for point in curve)
-        model, tokenizer = load_model(paths[role], device="cpu")
-        assert model.num_parameters() == report[role]["params"]
+        assert all(arith.fraction_true_steps(d) in (None, 1.0) for d in corpora[role]), role
+        human = [d for d in corpora[role] if "<<" in d]
+        assert human and all(arith.TASK.extract(d) is not None for d in human)
+    solved = [d for d in corpora["teacher"] if d.startswith("Question:") and "####" in d]
+    assert len(solved) >= SMALL.n_one_step + SMALL.n_multi_step
+    for doc in solved:  # every solution reaches the result of its last (true) step
+        assert arith.TASK.extract(doc) == str(arith.check_steps(doc)[-1].claimed), doc
+    rewrites = [d for d in corpora["teacher"] if "Hint:" in d]
+    assert len(rewrites) == SMALL.n_rewrites
+    assert build_corpora(SMALL) == corpora  # deterministic for a seed
+    assert build_corpora(SMALL, seed=1) != corpora
+
+
+def test_corpora_use_the_whole_number_range():
+    corpora = build_corpora(ArithWorldParams(n_step_lines=200, n_one_step=0, n_two_step=0, n_statements=0,
+                                             n_other_tasks=0, n_multi_step=0, n_rewrites=0))
+    numbers = [int(n) for d in corpora["teacher"] for n in d.replace("\n", " ").split() if n.isdigit()]
+    assert max(numbers) > 99 and max(numbers) <= 120 and min(numbers) >= 2
+
+
+def test_train_from_scratch_learns_and_masks_the_prompt(tmp_path):
+    docs = ["12 + 5 = 17", "3 * 4 = 12", "20 - 7 = 13"] * 4
+    tokenizer = build_word_tokenizer(docs, max_number=20)
+    model = build_micro_model(MicroModelParams(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64), tokenizer)
+    curves = train_from_scratch(model, tokenizer, [("Q: ", d) for d in docs], steps=12, lr=5e-3, batch_size=4,
+                                seed=0, out_dir=tmp_path / "run", curve=lambda m: {"ok": 1.0}, curve_every=5)
+    losses = [p["loss"] for p in curves["loss"]]
+    assert losses and all(v > 0 for v in losses) and losses[-1] < losses[0]
+    assert [p["step"] for p in curves["accuracy"]] == [5, 10, 12]
+    assert not model.training and not (tmp_path / "run" / "trainer").exists()
+    assert not (tmp_path / "run" / "curve.jsonl").exists()
+    with pytest.raises(ValueError, match="max_seq_len"):
+        train_from_scratch(model, tokenizer, [("", " 1 +" * 300)], steps=1, lr=1e-3, batch_size=1, seed=0,
+                           out_dir=tmp_path / "long")
+
+
+def test_smoke_world_gives_loadable_cached_checkpoints(tmp_path):
+    manifest = rebuild(tmp_path, smoke=True, command="test")
+    report = json.loads((tmp_path / "world.json").read_text())
+    assert report["params_hash"] == manifest["params_hash"] and manifest["command"] == "test"
+    assert 0.0 <= report["teacher"]["multi_step"]["accuracy"] <= 1.0
+    assert "one_step" in report["student"] and "two_step" in report["student"]
+    for role in ("student", "teacher", "stargraph-s0"):
+        curves = json.loads((tmp_path / role / "curves.json").read_text())
+        assert curves["loss"] and all(point["loss"] > 0 for point in curves["loss"])
+        model, _ = load_model(tmp_path / role, device="cpu")
+        assert model.num_parameters() == report[role]["parameters"]
+    assert report["stargraph-s0"]["shortcut_level"] == 0.5
+    test_rows = (tmp_path / "test.jsonl").read_text().splitlines()
+    assert len(test_rows) == SMOKE_WORLD.n_eval
+    assert all(json.loads(r)["prompt"].startswith("Question: ") for r in test_rows)
+    assert world.check(tmp_path)  # every file matches the manifest
     started = time.time()
-    assert pretrain_micro(params, tmp_path) == paths
+    assert build_world(SMOKE_WORLD, tmp_path) == report
     assert time.time() - started < 1.0  # the second call is a cache hit
+    assert isinstance(WorldParams().arith, ArithWorldParams)

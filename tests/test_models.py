@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cotrepro.generate import SamplingParams, sample
-from cotrepro.micro import MicroModelParams, build_micro_model, build_tokenizer, tiny_random_model
 from cotrepro.models import LoraParams, ModelLoadError, add_lora, load_adapter, load_model, merge_adapter, save_adapter
+from cotrepro.tiny import MicroModelParams, build_micro_model, build_tokenizer, tiny_random_model
 
 torch.set_num_threads(1)
 

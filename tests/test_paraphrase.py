@@ -4,16 +4,21 @@ from fractions import Fraction
 import pytest
 from _tiny import char_tokenizer, tiny_llama
 
+from cotrepro import grade
 from cotrepro.generate import SamplingParams
 from cotrepro.paraphrase import check_paraphrase, paraphrase, rejection_rate
+from cotrepro.sandbox import ALLOW_ENV, CodeExecutionNotAllowed
 from cotrepro.tasks.base import Problem, Verdict
 
 
 class HashTask:
-    """Stand-in task: answer after '####', graded as an exact fraction ("0.5" == "1/2")."""
+    """Stand-in task: answer after '####', graded as an exact fraction ("0.5" == "1/2"). Like the
+    real arith task its verifier is bounded (a regex and a Fraction), so `cotrepro.grade` grades
+    it in process instead of starting a worker pool that imports this module."""
 
     name = "arith"
     needs_code_execution = False
+    bounded_verify = True
 
     def extract(self, completion):
         found = re.findall(r"####\s*(\S+)", completion)
@@ -73,6 +78,37 @@ def test_a_wrong_original_must_keep_its_wrong_answer():
     assert not check_paraphrase(TASK, problem, "bad\n#### 4", "fixed\n#### 5").kept
 
 
+def test_check_paraphrase_takes_the_grader_verdicts_when_given(monkeypatch):
+    problem = PROBLEMS[1]  # gold 1/2
+    # given verdicts are used as they are: no grading
+    monkeypatch.setattr(grade, "grade_problems", lambda *a, **k: pytest.fail("graded again"))
+    kept = check_paraphrase(TASK, problem, "x\n#### 1/2", "y\n#### 0.5", original_correct=True, text_correct=True)
+    assert kept.kept and kept.reason == "different answer text, both verified correct"
+    refused = check_paraphrase(TASK, problem, "x\n#### 1/2", "y\n#### 0.5", original_correct=True,
+                               text_correct=False)
+    assert not refused.kept and refused.reason == "final answer changed: '1/2' -> '0.5'"
+    same = check_paraphrase(TASK, problem, "x\n#### 4", "y\n#### 4", original_correct=False, text_correct=False)
+    assert same.kept and same.reason == "same final answer"
+    monkeypatch.undo()
+    # without them, check_paraphrase grades both texts itself, with the same outcome
+    assert check_paraphrase(TASK, problem, "x\n#### 1/2", "y\n#### 0.5") == kept
+
+
+def test_paraphrase_grades_originals_and_rewrites_in_one_batch(monkeypatch):
+    calls = []
+    real = grade.grade_problems
+
+    def spy(task, problems, completions, **kwargs):
+        calls.append(list(completions))
+        return real(task, problems, completions, **kwargs)
+
+    monkeypatch.setattr(grade, "grade_problems", spy)
+    outputs = ["a\n#### 3", "b\n#### 0.5", "c\n#### 8", "d\n#### 10"]
+    result = paraphrase(PROBLEMS, TASK, generate_fn=fake_generator(outputs))
+    assert calls == [[p.solution for p in PROBLEMS] + outputs]
+    assert [p.kept for p in result] == [True, True, False, True]
+
+
 def test_prompt_comes_from_the_template_with_its_stop_strings():
     seen = {}
     paraphrase(PROBLEMS[:1], TASK, generate_fn=fake_generator(["#### 3"], seen),
@@ -84,10 +120,15 @@ def test_prompt_comes_from_the_template_with_its_stop_strings():
     assert seen["sampling"].max_new_tokens == 64
 
 
-def test_style_selects_the_template_entry():
+def test_style_selects_the_template_entry(monkeypatch):
     seen = {}
     paraphrase(PROBLEMS[:1], TASK, generate_fn=fake_generator(["#### 3"], seen), style="micro")
     assert seen["prompts"][0] == "Question: question 0\nHint: human work\n#### 3\nAnswer:\n"
+    # paraphrases are graded through cotrepro.grade now, so a task that runs code needs the opt-in
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    with pytest.raises(CodeExecutionNotAllowed):
+        paraphrase(PROBLEMS[:1], CodeTask(), generate_fn=fake_generator(["#### 3"], seen))
+    monkeypatch.setenv(ALLOW_ENV, "1")
     paraphrase(PROBLEMS[:1], CodeTask(), generate_fn=fake_generator(["#### 3"], seen))
     assert "Python" in seen["prompts"][0]
 

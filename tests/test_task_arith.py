@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from fractions import Fraction
 from statistics import mean
 
 import pytest
 
 from cotrepro.tasks import get_task
-from cotrepro.tasks.arith import (ArithTask, check_steps, fraction_true_steps, generate_problems,
+from cotrepro.tasks.arith import (MAX_VALUE, ArithTask, check_steps, fraction_true_steps, generate_problems,
                                   render_human, render_question, render_stepwise, split_of)
 
 TASK = ArithTask()
@@ -34,8 +35,18 @@ def test_both_renderings_verify_and_hold_only_true_claims():
 def test_stepwise_writes_each_gold_step_on_its_own_line():
     for p in PROBLEMS[:50]:
         gold = [f"{s['a']} {s['op']} {s['b']} = {s['result']}" for s in p.meta["steps"]]
-        assert TASK.steps(render_stepwise(p)) == gold + [f"#### {p.answer}"]
+        # the final "#### N" line is the answer, not a step: steps() leaves it out (changed on purpose)
+        assert TASK.steps(render_stepwise(p)) == gold
+        assert render_stepwise(p).splitlines() == gold + [f"#### {p.answer}"]
         assert [c.text for c in check_steps(render_stepwise(p))] == gold
+
+
+def test_steps_leave_out_every_final_answer_line():
+    for p in PROBLEMS[:50]:
+        steps = TASK.steps(render_human(p))
+        assert steps and not any(line.lstrip().startswith("####") for line in steps)
+        assert steps == [line for line in render_human(p).splitlines()[:-1] if line.strip()]
+    assert TASK.steps("5 + 12 = 17\n\n  #### 17\n17 * 2 = 34\n#### 34") == ["5 + 12 = 17", "17 * 2 = 34"]
 
 
 def test_human_style_is_terser_with_merged_steps_and_calculator_annotations():
@@ -55,7 +66,8 @@ def test_generated_problems_respect_their_bounds():
     for p in PROBLEMS:
         steps = p.meta["steps"]
         assert 2 <= len(steps) <= 4
-        assert all(2 <= v <= 99 for s in steps for v in (s["a"], s["b"], s["result"]))
+        # the number range grew from 2..99 to 2..MAX_VALUE = 120 (changed on purpose)
+        assert all(2 <= v <= MAX_VALUE for s in steps for v in (s["a"], s["b"], s["result"]))
         assert all(s["a"] % s["b"] == 0 for s in steps if s["op"] == "/")
         assert p.answer == str(steps[-1]["result"])
         assert render_question(p) == p.question and p.question.endswith("have now?")
@@ -63,6 +75,15 @@ def test_generated_problems_respect_their_bounds():
     big = generate_problems(100, seed=1, n_steps=(5, 6), max_value=50)
     assert {len(p.meta["steps"]) for p in big} == {5, 6}
     assert max(s["result"] for p in big for s in p.meta["steps"]) <= 50
+
+
+def test_answers_are_spread_evenly_over_the_whole_range():
+    assert MAX_VALUE == 120
+    answers = Counter(int(p.answer) for p in generate_problems(4000, seed=5))
+    assert set(answers) == set(range(2, MAX_VALUE + 1))  # every answer 2..120 occurs, values above 99 too
+    uniform = 4000 / (MAX_VALUE - 1)
+    # no constant answer scores more than about twice uniform guessing
+    assert max(answers.values()) <= 2 * uniform
 
 
 def test_question_reads_as_a_word_problem():

@@ -1,16 +1,22 @@
-"""SFT label masking, LoRA SFT learning, resuming after a kill, and the RFT data filter."""
+"""SFT label masking, LoRA SFT learning, resuming after a kill (`sft`, `last_checkpoint`,
+`finetune`), and the RFT data filter (`train.rft_data`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
 from transformers import TrainerCallback
 
-from cotrepro import generate
+from cotrepro import train
+from cotrepro.grade import grade_problems
+from cotrepro.models import load_model
+from cotrepro.sections import FinetuneSection, LoraParams
 from cotrepro.tasks.base import Problem, Verdict
-from cotrepro.train import TrainParams, rft_dataset, sft, sft_trainer
+from cotrepro.train import TrainParams, finetune, last_checkpoint, prepare, rft_data, sft, sft_trainer
 from _tiny import char_tokenizer, tiny_llama, with_lora
 
 torch.set_num_threads(1)
@@ -22,7 +28,8 @@ EXAMPLES = [{"prompt": "Q: 1+2=?\n", "completion": "1+2=3\nA: 3"},
 
 
 def fast(**overrides) -> TrainParams:
-    base = dict(lr=1e-2, epochs=1.0, batch_size=2, warmup_ratio=0.0, save_steps=100, max_length=64)
+    # grad_accum=1: one optimiser step per batch (the TrainParams default is SoT's 16)
+    base = dict(lr=1e-2, epochs=1.0, batch_size=2, grad_accum=1, warmup_ratio=0.0, save_steps=100, max_length=64)
     return TrainParams(**{**base, **overrides})
 
 
@@ -49,13 +56,18 @@ def test_sft_labels_only_completion_and_eos(tmp_path):
 
 def test_train_params_reach_the_trainer(tmp_path):
     tok = char_tokenizer()
+    # the seed is no longer a TrainParams field (each step trains over its own seeds): sft takes it
     params = TrainParams(lr=3e-4, epochs=2.0, batch_size=3, grad_accum=5, warmup_ratio=0.2, weight_decay=0.05,
-                         lr_scheduler="cosine", seed=7, save_steps=9, max_length=77)
-    args = sft_trainer(tiny_llama(tok), tok, EXAMPLES, params, tmp_path).args
+                         lr_scheduler="cosine", save_steps=9, max_length=77)
+    args = sft_trainer(tiny_llama(tok), tok, EXAMPLES, params, tmp_path, seed=7).args
     assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (3e-4, 2.0, 3)
     assert (args.gradient_accumulation_steps, args.warmup_steps, args.weight_decay) == (5, 0.2, 0.05)
     assert (args.lr_scheduler_type, args.seed, args.save_steps, args.max_length) == ("cosine", 7, 9, 77)
+    assert args.data_seed == 7
     assert args.completion_only_loss and not args.bf16  # fp32 on CPU
+    # logging every step and keeping two checkpoints are fixed now, not params
+    assert (args.logging_steps, args.save_total_limit) == (1, 2)
+    assert not {"seed", "logging_steps", "save_total_limit"} & {f.name for f in dataclasses.fields(TrainParams)}
 
 
 def test_lora_sft_lowers_loss_and_saves_curve(tmp_path):
@@ -70,7 +82,12 @@ def test_lora_sft_lowers_loss_and_saves_curve(tmp_path):
     curve = json.loads((tmp_path / "run" / "loss.json").read_text())
     assert [r["step"] for r in curve] == list(range(1, result.global_step + 1))
     assert curve == result.loss_curve
-    assert (result.final_dir / "adapter_config.json").exists()
+    # sft no longer saves a final adapter folder (finetune merges and saves): it returns the
+    # trained PeftModel, and the run folder holds only resumable checkpoints and the curve
+    assert hasattr(result.model, "peft_config") and result.resumed_from is None
+    assert result.out_dir == tmp_path / "run"
+    assert {p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint-")} == \
+        {f"checkpoint-{result.global_step}"}
 
 
 class KillAt(TrainerCallback):
@@ -113,6 +130,8 @@ class AnswerTask:
     """A stand-in task: a completion is correct when its last line is 'A: <gold answer>'."""
 
     name = "toy"
+    needs_code_execution = False
+    bounded_verify = True  # graded in process by cotrepro.grade
 
     def prompt(self, problem: Problem, template: str = "default") -> str:
         return f"Q: {problem.question}\n"
@@ -122,22 +141,121 @@ class AnswerTask:
         return Verdict(correct=last == f"A: {problem.answer}", extracted=last or None)
 
 
-def test_rft_dataset_keeps_correct_unique_completions_up_to_the_cap(monkeypatch):
+def test_rft_data_keeps_correct_unique_completions_up_to_the_cap():
+    """`rft_dataset` is gone: RFT data is now the SFT positives plus the graded self-samples
+    (`generate.sample_job` grades them through `cotrepro.grade`), filtered by `rft_data`."""
+    task = AnswerTask()
     problems = [Problem("p1", "1+2", "3"), Problem("p2", "2+2", "4"), Problem("p3", "5+5", "10")]
-    canned = {"Q: 1+2\n": ["1+2=3\nA: 3", "A: 4", " 1+2=3\nA: 3\n", "2+1=3\nA: 3", "3\nA: 3"],
-              "Q: 2+2\n": ["A: 5", "2+2=4\nA: 4"],
-              "Q: 5+5\n": ["A: 11", ""]}
-    seen = {}
-
-    def fake_sample(model, tokenizer, prompts, sampling, **kwargs):
-        seen["prompts"], seen["k"] = prompts, sampling.k
-        return [canned[p] for p in prompts]
-
-    monkeypatch.setattr(generate, "sample", fake_sample)
-    examples = rft_dataset(None, None, AnswerTask(), problems, generate.SamplingParams(k=5), cap_per_problem=2)
-    assert seen == {"prompts": ["Q: 1+2\n", "Q: 2+2\n", "Q: 5+5\n"], "k": 5}
-    assert examples == [
+    canned = {"p1": ["1+2=3\nA: 3", "A: 4", " 1+2=3\nA: 3\n", "2+1=3\nA: 3", "3\nA: 3"],
+              "p2": ["A: 5", "2+2=4\nA: 4"],
+              "p3": ["A: 11", ""]}
+    flat = [(p, i, c) for p in problems for i, c in enumerate(canned[p.id])]
+    verdicts = grade_problems(task, [p for p, _, _ in flat], [c for _, _, c in flat], workers=1, progress=False)
+    samples = [{"problem_id": p.id, "index": i, "completion": c, "correct": v["correct"]}
+               for (p, i, c), v in zip(flat, verdicts)]
+    positives = [{"prompt": task.prompt(p), "completion": f"gold {p.id}", "problem_id": p.id} for p in problems]
+    examples = rft_data(positives, samples, n=3, cap=2)
+    assert examples[:3] == positives  # the SFT data of the rung comes first
+    assert examples[3:] == [
         {"prompt": "Q: 1+2\n", "completion": "1+2=3\nA: 3", "problem_id": "p1"},  # the copy with spaces is a duplicate
         {"prompt": "Q: 1+2\n", "completion": "2+1=3\nA: 3", "problem_id": "p1"},  # capped at 2: "3\nA: 3" dropped
         {"prompt": "Q: 2+2\n", "completion": "2+2=4\nA: 4", "problem_id": "p2"},
     ]
+    # only the first `first` samples of each problem count; only the first n problems' samples
+    assert [e["completion"] for e in rft_data(positives, samples, n=3, cap=8, first=1)[3:]] == ["1+2=3\nA: 3"]
+    assert rft_data(positives, samples, n=1, cap=8)[1:] == [
+        {"prompt": "Q: 1+2\n", "completion": c, "problem_id": "p1"} for c in ("1+2=3\nA: 3", "2+1=3\nA: 3", "3\nA: 3")]
+
+
+# ---------------------------------------------------------------- checkpoints and finetune
+
+
+def _two_checkpoints(tmp_path):
+    """A real run with a checkpoint after every step: checkpoint-3 and -4 are kept (limit 2)."""
+    tok = char_tokenizer()
+    result = sft(tiny_llama(tok), tok, EXAMPLES, fast(batch_size=1, save_steps=1), tmp_path / "run")
+    assert result.global_step == 4
+    return tmp_path / "run"
+
+
+def test_last_checkpoint_discards_incomplete_checkpoints_and_returns_the_newest_complete(tmp_path):
+    run = _two_checkpoints(tmp_path)
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    assert last_checkpoint(run) == str(run / "checkpoint-4")
+    (run / "checkpoint-9").mkdir()  # killed right after creating the folder
+    truncated = run / "checkpoint-7"
+    shutil.copytree(run / "checkpoint-4", truncated)  # killed while writing its trainer state (written last)
+    state = truncated / "trainer_state.json"
+    state.write_text(state.read_text()[:50])
+    no_optimizer = run / "checkpoint-6"
+    shutil.copytree(run / "checkpoint-4", no_optimizer)
+    (no_optimizer / "optimizer.pt").unlink()
+    wrong_step = run / "checkpoint-5"  # a state that is not this checkpoint's
+    shutil.copytree(run / "checkpoint-4", wrong_step)
+    (run / "not-a-checkpoint").mkdir()
+    assert last_checkpoint(run) == str(run / "checkpoint-4")
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    assert (run / "not-a-checkpoint").is_dir()
+    # the newest complete one itself truncated: the one before it
+    state = run / "checkpoint-4" / "trainer_state.json"
+    state.write_text(state.read_text()[:-20])
+    assert last_checkpoint(run) == str(run / "checkpoint-3")
+    assert [p.name for p in run.glob("checkpoint-*")] == ["checkpoint-3"]
+    assert last_checkpoint(tmp_path / "absent") is None
+    empty = tmp_path / "empty"
+    (empty / "checkpoint-1").mkdir(parents=True)
+    assert last_checkpoint(empty) is None and not (empty / "checkpoint-1").exists()
+
+
+def _base(tmp_path):
+    tok = char_tokenizer()
+    base = tmp_path / "base"
+    tiny_llama(tok).save_pretrained(base)
+    tok.save_pretrained(base)
+    return str(base)
+
+
+def _state(path):
+    model, _ = load_model(path, device="cpu")
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_finetune_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path, method, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # CPU, one thread: bit-exact on any machine
+    base = _base(tmp_path)
+    params = fast(epochs=2.0, batch_size=1, warmup_ratio=0.25, save_steps=1)  # 8 steps, a checkpoint after each
+    section = FinetuneSection(method=method, train=params, lora=LoraParams(r=4, alpha=8) if method == "lora" else None)
+    straight = finetune(*load_model(base, device="cpu"), EXAMPLES, section, 3, tmp_path / "straight")
+    assert straight == tmp_path / "straight" / "model" and (straight / "config.json").is_file()
+    assert not (straight / "adapter_config.json").exists()  # a plain (merged) checkpoint
+    assert not (tmp_path / "straight" / "train").exists()  # checkpoints are only for resuming
+    assert len(json.loads((tmp_path / "straight" / "loss.json").read_text())) == 8
+
+    # the same run, killed during step 6: checkpoints 4 and 5 on disk, no model/
+    model, tokenizer = load_model(base, device="cpu")
+    killed = sft_trainer(prepare(model, method, section.lora, 3), tokenizer, EXAMPLES, params,
+                         tmp_path / "killed" / "train", 3)
+    killed.add_callback(KillAt(6))
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    folder = tmp_path / "killed" / "train"
+    assert sorted(p.name for p in folder.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-5"]
+    assert not (tmp_path / "killed" / "model").exists()
+    state = folder / "checkpoint-5" / "trainer_state.json"  # the newest was being written
+    state.write_text(state.read_text()[: len(state.read_text()) // 2])
+    (folder / "checkpoint-6").mkdir()
+
+    seen = []
+    monkeypatch.setattr(train, "last_checkpoint", lambda d: seen.append(last_checkpoint(d)) or seen[-1])
+    resumed = finetune(*load_model(base, device="cpu"), EXAMPLES, section, 3, tmp_path / "killed")
+    assert seen == [str(folder / "checkpoint-4")]  # it resumed, from the newest complete checkpoint
+    a, b = _state(straight), _state(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    original = _state(base)
+    assert not all(torch.equal(a[k], original[k]) for k in a)  # it trained
+    assert json.loads((tmp_path / "killed" / "loss.json").read_text()) == \
+        json.loads((tmp_path / "straight" / "loss.json").read_text())
+    # a finished fine-tune is returned as it is
+    monkeypatch.setattr(train, "sft", lambda *a, **k: pytest.fail("trained again"))
+    assert finetune(*load_model(base, device="cpu"), EXAMPLES, section, 3, tmp_path / "killed") == resumed

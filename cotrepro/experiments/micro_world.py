@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -91,11 +92,10 @@ def cost(P: Params, set_size: int = 0) -> Cost:
     return Cost(generated_tokens=(2 * P.n_eval + 4 * P.nll_problems) * 160 + 3 * P.n_eval * 30, notes=notes)
 
 
-def world_for(run) -> "Path":
+def world_for(run) -> Path:
     """The world this run measures: the shipped one, checked against its hashes, or (with
     `rebuild`) a new one built into the run folder, manifest and test file included."""
     import time
-    from pathlib import Path
 
     from cotrepro import paths, world
     from cotrepro.micro import build_world

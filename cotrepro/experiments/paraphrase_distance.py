@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 
 from cotrepro import claims, stats
-from cotrepro.conditions import matrix, mean_unparsed
+from cotrepro.conditions import learned_format, matrix, mean_unparsed
 from cotrepro.steps import Cost
 from cotrepro.params import param
 from cotrepro.sections import (ComputeSection, DataSection, EvalSection, FinetuneSection, ModelSpec,
@@ -162,7 +162,7 @@ def paraphrase_claim(results: Mapping[str, list[dict]], rate: float, chance: flo
     if rate < t["min_keep_rate"]:
         return claims.not_askable("SoT-4", diff, f"the paraphraser kept {rate:.0%} of rewrites "
                                                  f"(at least {t['min_keep_rate']:.0%} needed)", **context)
-    if unparsed > t["max_h_unparsed"]:
+    if not learned_format(results[H_AT_P], t["max_h_unparsed"]):
         return claims.not_askable("SoT-4", diff, f"H's answers are unparsable {unparsed:.0%} of the time after "
                                                  f"fine-tuning (max {t['max_h_unparsed']:.0%})", **context)
     return claims.measured("SoT-4", diff, stats.verdict(diff, "greater", 0.0), **context)
@@ -171,5 +171,5 @@ def paraphrase_claim(results: Mapping[str, list[dict]], rate: float, chance: flo
 def cost(P: Params, set_size: int) -> Cost:
     runs = 2 * len(P.seeds)
     return Cost(fine_tunes=runs, train_examples=int(runs * set_size * P.finetune.train.epochs),
-                generated_tokens=(runs + 1) * P.task.n_test * P.eval.max_new_tokens
-                + P.paraphrase.attempts * set_size * P.paraphrase.sampling.max_new_tokens)
+                generated_tokens=(runs + 1) * P.task.n_test * P.eval.max_new_tokens,
+                teacher_tokens=P.paraphrase.attempts * set_size * P.paraphrase.sampling.max_new_tokens)

@@ -52,7 +52,7 @@ class Params:
 
 
 def cost(P: Params, set_size: int = 0) -> Cost:
-    return Cost(generated_tokens=P.task.n_train * P.sampling.k * P.sampling.max_new_tokens)
+    return Cost(teacher_tokens=P.task.n_train * P.sampling.k * P.sampling.max_new_tokens)
 
 
 def sample_traces(P: Params, problems: Sequence[Problem], store, root) -> list[dict]:
@@ -137,22 +137,6 @@ def check_sets(P: Params, graded: Sequence[dict], sets: dict[str, list[dict]]) -
         raise Degenerate(f"only {len(sets['H'])} problems have an H, a G and a W trace ({n_correct} correct and "
                          f"{n_wrong} wrong traces of {len(graded)}), fewer than min_sets={P.min_sets}: raise "
                          f"task.n_train or sampling.k")
-
-
-def write_sets(run_dir: Path, sets: dict[str, list[dict]]) -> None:
-    from cotrepro.store import write_jsonl
-
-    for name, examples in sets.items():
-        write_jsonl(run_dir / "sets" / f"{name}.jsonl", examples)
-
-
-def load_sets(run_dir: Path, names: Sequence[str] = ("H", "G", "W")) -> dict[str, list[dict]]:
-    """The training sets stored in a step-02 run folder (`sets/<name>.jsonl`)."""
-    missing = [n for n in names if not (run_dir / "sets" / f"{n}.jsonl").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{run_dir}: no stored set(s) {', '.join(missing)}")
-    return {n: [json.loads(line) for line in (run_dir / "sets" / f"{n}.jsonl").read_text().splitlines()]
-            for n in names}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cotrepro import claims, stats
-from cotrepro.conditions import NO_FINE_TUNING, matrix, mean_unparsed
+from cotrepro.conditions import NO_FINE_TUNING, learned_format, matrix, mean_unparsed
 from cotrepro.steps import Cost
 from cotrepro.params import param
 from cotrepro.sections import ComputeSection, DataSection, EvalSection, FinetuneSection, ModelSpec, TaskSection
@@ -80,14 +80,16 @@ def main_claims(results: Mapping[str, list[dict]], chance: float, n_boot: int, s
     sot2 = dict(unit="accuracy difference",
                 what=f"accuracy(G) - accuracy(H), {scope}; claimed: above 0, and G - W above -{t2['margin']} "
                      f"(G - W = {g_w})", note=note, g_minus_w=[g_w.estimate, g_w.low, g_w.high], **ctx)
-    why = f"H's answers are unparsable {unparsed_h:.0%} of the time after fine-tuning (max {t1['max_h_unparsed']:.0%})"
-    if unparsed_h > t1["max_h_unparsed"]:
-        rows.append(claims.not_askable("SoT-1", w_h, why, **sot1))
-        rows.append(claims.not_askable("SoT-2", g_h, why, **sot2))
-        return rows
-    rows.append(claims.measured("SoT-1", w_h, stats.verdict(w_h, "greater", 0.0), **sot1))
-    verdict = stats.both(stats.verdict(g_h, "greater", 0.0), stats.noninferiority(g_w, t2["margin"]))
-    rows.append(claims.measured("SoT-2", g_h, verdict, **sot2))
+    why = f"H's answers are unparsable {unparsed_h:.0%} of the time after fine-tuning (at most {{:.0%}} allowed)"
+    if learned_format(results["H"], t1["max_h_unparsed"]):
+        rows.append(claims.measured("SoT-1", w_h, stats.verdict(w_h, "greater", 0.0), **sot1))
+    else:
+        rows.append(claims.not_askable("SoT-1", w_h, why.format(t1["max_h_unparsed"]), **sot1))
+    if learned_format(results["H"], t2["max_h_unparsed"]):
+        verdict = stats.both(stats.verdict(g_h, "greater", 0.0), stats.noninferiority(g_w, t2["margin"]))
+        rows.append(claims.measured("SoT-2", g_h, verdict, **sot2))
+    else:
+        rows.append(claims.not_askable("SoT-2", g_h, why.format(t2["max_h_unparsed"]), **sot2))
     return rows
 
 

@@ -17,13 +17,12 @@ annotations, model outputs) and says which are true: the step-level validity mea
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import random
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cache
 from fractions import Fraction
 from itertools import count, islice
