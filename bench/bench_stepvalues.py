@@ -1,107 +1,88 @@
-"""Cost of Monte Carlo step values: cheap strategies against exhaustive per-step rollouts.
+"""Cost of Monte Carlo step values: the cheap strategies against exhaustive per-step rollouts.
 
-Run: `.venv/bin/python bench/bench_stepvalues.py [--model DIR] [--negatives 12] [--threads 1]`
-Prints a Markdown table and writes bench/results/stepvalues.md.
+    python bench/bench_stepvalues.py [--model DIR] [--negatives 200] [--rollouts 16] [--threads 1]
 
-The model is the micro teacher (`pretrain_micro()` with default params, cached under runs/micro;
-the first call trains it) unless `--model` names a checkpoint directory. Its incorrect traces on
-arith problems (sampled at temperature 1) are valued with every strategy of
-`cotrepro.stepvalues` using the same seeded rollouts, so a strategy's values at a prefix equal the
-exhaustive ones there; the table reports generated tokens and how often the strategy names the
-same critical step as the exhaustive search.
+The micro teacher's wrong traces on training problems (sampled at temperature 0.7) are valued
+with best-of-5 values from `--rollouts` rollouts per prefix, by every strategy of
+`cotrepro.stepvalues`, through the batched path the experiments use (`value_traces`, rollouts
+drawn by `generate.sample_range` with per-(prefix, rollout) seeds, so a strategy that asks for a
+rollout gets the one the exhaustive search draws). The table gives generated tokens, the ratio to
+exhaustive rollouts, and how often each strategy names the same critical step. Writes
+bench/results/stepvalues.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from _machine import describe
 from cotrepro.generate import SamplingParams, sample
+from cotrepro.grade import grade_problems
 from cotrepro.models import load_model
-from cotrepro.stepvalues import STRATEGIES, step_values
-from cotrepro.tasks import get_task
-from cotrepro.tasks.arith import generate_problems
+from cotrepro.paths import WORLD_DIR
+from cotrepro.sections import StepValueParams
+from cotrepro.stepvalues import value_traces
+from cotrepro.tasks import arith
 from cotrepro.tasks.prompts import get_template
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stepvalues.md"
 
 
-
-def negatives(model, tokenizer, task, n: int, stop: tuple[str, ...]) -> list[tuple]:
-    """Up to `n` incorrect sampled traces with at least two steps: (problem, prompt, trace)."""
-    problems = generate_problems(4 * n, seed=123)
+def negatives(model, tokenizer, n: int, stop) -> list[tuple]:
+    """`n` distinct wrong sampled traces with at least one step: (problem, prompt, trace)."""
+    task = arith.ArithTask()
+    problems = task.load("train", limit=2 * n, seed=7)
     prompts = [task.prompt(p, "arith") for p in problems]
-    traces = sample(model, tokenizer, prompts, SamplingParams(k=2, temperature=1.0, max_new_tokens=64,
-                                                                stop=stop, seed=0), progress=False)
-    found = []
-    for problem, prompt, completions in zip(problems, prompts, traces):
-        for trace in completions:
-            if len(task.steps(trace)) >= 2 and not task.verify(problem, trace).correct:
-                found.append((problem, prompt, trace))
+    outs = sample(model, tokenizer, prompts, SamplingParams(k=4, temperature=0.7, max_new_tokens=160, stop=stop,
+                                                          batch_size=256), progress=False)
+    flat = [(p, q, c) for p, q, cs in zip(problems, prompts, outs) for c in dict.fromkeys(cs)]
+    verdicts = grade_problems(task, [p for p, _, _ in flat], [c for _, _, c in flat], progress=False)
+    found = [(p, q, c) for (p, q, c), v in zip(flat, verdicts)
+             if not v["correct"] and v["extracted"] is not None and task.steps(c)]
     return found[:n]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="checkpoint directory (default: the cached micro teacher)")
-    parser.add_argument("--negatives", type=int, default=12)
-    parser.add_argument("--rollouts", type=int, default=4)
-    parser.add_argument("--best-of", type=int, default=5)
+    parser.add_argument("--model", default=str(WORLD_DIR / "teacher"))
+    parser.add_argument("--negatives", type=int, default=200)
+    parser.add_argument("--rollouts", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.model is None:
-        from cotrepro.micro import pretrain_micro
-
-        args.model = pretrain_micro()["teacher"]
     model, tokenizer = load_model(args.model, device="cpu")
-    task = get_task("arith")
-    stop = get_template("arith", "arith").stop
-    found = negatives(model, tokenizer, task, args.negatives, stop)
-    if not found:
-        raise SystemExit("the model wrote no incorrect multi-step trace; nothing to value")
-
-    runs: dict[str, list] = {s: [] for s in STRATEGIES}
-    seconds = dict.fromkeys(STRATEGIES, 0.0)
-    for problem, prompt, trace in found:
-        for strategy in STRATEGIES:
-            started = time.perf_counter()
-            runs[strategy].append(step_values(model, tokenizer, task, problem, prompt, trace,
-                                              rollouts=args.rollouts, best_of=args.best_of, strategy=strategy,
-                                              max_new_tokens=48, seed=0, stop=stop))
-            seconds[strategy] += time.perf_counter() - started
-
-    exhaustive = runs["exhaustive"]
-    base_tokens = sum(v.tokens_generated for v in exhaustive)
-    n_steps = sum(len(v.steps) for v in exhaustive)
-    lines = ["# Step values: cost against exhaustive per-step rollouts", "",
-             f"Machine: {describe()}", f"Model: `{args.model}`", "",
-             f"{len(found)} incorrect arith traces ({n_steps} steps in all), {args.rollouts} rollouts per prefix, "
-             f"best-of-{args.best_of} values, rollouts of at most 48 tokens.", "",
-             "| strategy | prefixes rolled out | tokens generated | tokens vs exhaustive "
-             "| critical step = exhaustive's | seconds |", "|---|---:|---:|---:|---:|---:|"]
-    for strategy in STRATEGIES:
-        values = runs[strategy]
+    stop = tuple(get_template("arith", "arith").stop)
+    items = negatives(model, tokenizer, args.negatives, stop)
+    params = StepValueParams(rollouts=args.rollouts, best_of=5, temperature=1.0, max_new_tokens=160, batch_size=256)
+    results = {}
+    for name, strategy, zero_after in (("exhaustive", "exhaustive", None), ("early_stop", "early_stop", None),
+                                       ("first_success (exact)", "first_success", None),
+                                       ("first_success, zero after 8", "first_success", 8),
+                                       ("first_success, zero after 4", "first_success", 4), ("bisect", "bisect", None)):
+        started = time.perf_counter()
+        values = value_traces(model, tokenizer, arith.ArithTask(), items, replace(params, zero_after=zero_after),
+                              strategy=strategy, seed=0, stop=stop)
+        results[name] = (values, time.perf_counter() - started)
+    exhaustive = results["exhaustive"][0]
+    full = sum(v.tokens_generated for v in exhaustive)
+    lines = [f"Step values of {len(items)} wrong traces of the micro teacher, {args.rollouts} rollouts per prefix, "
+             f"best-of-5 values, critical step = the first step with the lowest value. Machine: {describe()}.", "",
+             "| strategy | generated tokens | against exhaustive | same critical step | seconds |",
+             "|---|---:|---:|---:|---:|"]
+    for strategy, (values, seconds) in results.items():
         tokens = sum(v.tokens_generated for v in values)
-        agree = sum(v.critical_step == e.critical_step for v, e in zip(values, exhaustive))
-        lines.append(f"| {strategy} | {sum(v.rolled_out for v in values)} | {tokens:,} | "
-                     f"{tokens / base_tokens:.0%} | {agree}/{len(values)} | {seconds[strategy]:.1f} |")
-    zero_min = sum(min(v.Q) == 0.0 for v in exhaustive)
-    monotone = sum(all(a >= b for a, b in zip(v.Q, v.Q[1:])) for v in exhaustive)
-    prefill = sum(len(tokenizer(prompt + p)["input_ids"]) for (_, prompt, _), v in zip(found, exhaustive)
-                  for p in v.prefixes)
-    lines += ["", f"Exhaustive values: lowest Q is 0 in {zero_min}/{len(found)} traces (where early_stop can stop); "
-              f"Q never rises along {monotone}/{len(found)} traces (bisect's assumption).",
-              f"KV-cache sharing: {prefill:,} prefix tokens prefilled once per prefix instead of "
-              f"{prefill * args.rollouts:,} with one prefill per rollout."]
-    text = "\n".join(lines) + "\n"
-    print(text)
+        same = sum(v.critical_step == e.critical_step for v, e in zip(values, exhaustive))
+        lines.append(f"| {strategy} | {tokens} | {tokens / full:.2f}x ({full / tokens:.1f}x cheaper) | "
+                     f"{same}/{len(items)} ({same / len(items):.1%}) | {seconds:.0f} |")
+    table = "\n".join(lines)
+    print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    RESULTS.write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -139,10 +139,8 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
     world_dir = resolve(args.dir) if args.dir else WORLD_DIR
     if args.action == "build":
-        from cotrepro.micro import rebuild
-
         out = resolve(args.out)
-        rebuild(out, smoke=args.smoke, command=" ".join(["cotrepro", "world", "build", "--out", args.out]
+        world.rebuild(out, smoke=args.smoke, command=" ".join(["cotrepro", "world", "build", "--out", args.out]
                                                        + (["--smoke"] if args.smoke else [])))
         print(f"built the micro world in {shown(out)} ({world.MANIFEST} holds the sha256 of every file)")
         return 0

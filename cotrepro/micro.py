@@ -400,28 +400,3 @@ def build_world(params: WorldParams, out_dir: str | Path, parts=("arith", "starg
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "world.json").write_text(json.dumps(report, indent=2))
     return report
-
-
-SMOKE_WORLD = WorldParams(
-    arith=ArithWorldParams(
-        student=MicroModelParams(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64),
-        teacher=MicroModelParams(n_layers=1, d_model=48, n_heads=2, n_kv_heads=1, d_ff=96),
-        n_step_lines=30, n_one_step=30, n_two_step=20, n_statements=20, n_other_tasks=5, n_multi_step=60,
-        n_rewrites=10, student_steps=8, teacher_steps=8, batch_size=8),
-    stargraph=StarWorldParams(model=MicroModelParams(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, d_ff=64,
-                                                     max_seq_len=96), n_train=64, steps=8, batch_size=8, seeds=(0,)),
-    n_eval=16, n_curve=8, curve_every=4)
-
-
-def rebuild(out_dir: str | Path, smoke: bool = False, command: str = "") -> dict:
-    """`cotrepro world build`: train the micro world (the shipped settings, or a tiny one with
-    `smoke`) into `out_dir`, export its test problems and hash every file. A model already built
-    there (its `curves.json` is written last) is kept, so a killed build resumes."""
-    from cotrepro import world
-
-    params = SMOKE_WORLD if smoke else WorldParams()
-    out_dir = Path(out_dir)
-    report = build_world(params, out_dir)
-    world.export_test(out_dir, params.n_eval if smoke else 2000, params.arith.max_value, params.arith.template)
-    cpu = sum(r["cpu_s"] for r in report.values() if isinstance(r, dict) and "cpu_s" in r)
-    return world.write_manifest(out_dir, command, cpu)

@@ -19,8 +19,9 @@ only in which rollouts they draw:
   the first success: Q > 0 is all the search needs to move on. When a later prefix reaches Q = 0
   it is the critical step, exactly as above, and the unfinished prefixes before it keep the
   partial counts (their q is a lower bound, flagged in `exact`). When no prefix reaches 0, the
-  remaining rollouts of every prefix are drawn and the exhaustive answer is computed: exact in
-  every case, cheaper whenever the trace has a zero (`bench/bench_stepvalues.py` measures it).
+  prefixes race: each is drawn a chunk at a time only while its final q could still be the
+  lowest (`_Valuer._race`). Exact in every case: the same critical step as exhaustive rollouts
+  with the same draws (`bench/bench_stepvalues.py` measures the cost and the agreement).
 - "bisect": assumes Q never rises again after it falls; a binary search for the first step at the
   last step's Q. Not exact when a later step repairs an earlier slip (kept for the benchmark).
 
@@ -102,10 +103,12 @@ class _Valuer:
     as (prefix index, first rollout index, count); `feed` records their outcomes. Prefix -1 is
     the bare prompt."""
 
-    def __init__(self, n_steps: int, rollouts: int, strategy: str, value_of_prompt: bool, chunk: int):
+    def __init__(self, n_steps: int, rollouts: int, strategy: str, value_of_prompt: bool, chunk: int,
+                 zero_after: int | None = None):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.n, self.R, self.strategy, self.chunk = n_steps, rollouts, strategy, max(1, min(chunk, rollouts))
+        self.zero_after = rollouts if zero_after is None else min(zero_after, rollouts)
         self.wins = {i: 0 for i in range(-1 if value_of_prompt else 0, n_steps)}
         self.drawn = dict.fromkeys(self.wins, 0)
         self.value_of_prompt = value_of_prompt
@@ -118,7 +121,9 @@ class _Valuer:
         return self.drawn[i] >= self.R
 
     def zero(self, i: int) -> bool:
-        return self.full(i) and self.wins[i] == 0
+        """All rollouts failed (first_success: the first `zero_after` of them, an approximation)."""
+        need = self.zero_after if self.strategy == "first_success" else self.R
+        return self.drawn[i] >= need and self.wins[i] == 0
 
     def _all(self, indices) -> list[tuple[int, int, int]]:
         return [(i, self.drawn[i], self.R - self.drawn[i]) for i in indices if not self.full(i)]
@@ -129,11 +134,13 @@ class _Valuer:
         if self.critical is not None:
             return []
         s = self.strategy
-        if s == "exhaustive" or self.completing:
+        if s == "exhaustive":
             need = self._all(range(self.n))
             if not need:
                 self.critical = self._lowest()
             return need
+        if self.completing:
+            return self._race()
         if s == "bisect":
             return self._bisect()
         while self.pos < self.n:  # early_stop and first_success walk the prefixes in order
@@ -149,8 +156,24 @@ class _Valuer:
         if s == "early_stop":
             self.critical = self._lowest()
             return []
-        self.completing = True  # first_success: no prefix reached 0, so the lowest needs every value
+        self.completing = True  # first_success: no prefix reached 0: race for the lowest
         return self.wanted()
+
+    def _race(self) -> list[tuple[int, int, int]]:
+        """The first lowest q with as few rollouts as that takes. With w wins in d of R rollouts a
+        prefix's final q lies in [w/R, (w + R - d)/R]; a prefix whose lower bound exceeds another's
+        upper bound (or equals that of an earlier one: ties go to the first) cannot be the first
+        lowest, and draws no more. The exhaustive search's answer is never ruled out, so this
+        finds it; candidates are drawn a chunk at a time until one is left or all are full."""
+        low = {i: self.wins[i] / self.R for i in range(self.n)}
+        high = {i: (self.wins[i] + self.R - self.drawn[i]) / self.R for i in range(self.n)}
+        best = min(high.values())
+        candidates = [i for i in range(self.n)
+                      if low[i] <= best and not any(high[j] <= low[i] for j in range(i))]
+        if len(candidates) == 1 or all(self.full(i) for i in candidates):
+            self.critical = min(candidates, key=lambda i: (self.wins[i] / self.R, i))
+            return []
+        return [(i, self.drawn[i], min(self.chunk, self.R - self.drawn[i])) for i in candidates if not self.full(i)]
 
     def _bisect(self) -> list[tuple[int, int, int]]:
         last = self.n - 1
@@ -190,7 +213,7 @@ class _Valuer:
 def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rollouts: int,
                 best_of: int | None = None, strategy: str = "exhaustive", max_new_tokens: int = 256,
                 seed: int = 0, temperature: float = 1.0, stop: tuple[str, ...] = (), value_of_prompt: bool = False,
-                chunk: int = 4, rollout_fn: RolloutFn | None = None) -> StepValues:
+                chunk: int = 4, zero_after: int | None = None, rollout_fn: RolloutFn | None = None) -> StepValues:
     """Monte Carlo values of every step of one `trace` (the completion of `prompt` for `problem`).
 
     `rollout_fn(context, first, count)` replaces the model's sampler (tests inject one with known
@@ -202,14 +225,14 @@ def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rol
         from cotrepro.sections import StepValueParams
 
         params = StepValueParams(rollouts=rollouts, best_of=best_of, strategy="exhaustive", temperature=temperature,
-                                 max_new_tokens=max_new_tokens)
+                                 max_new_tokens=max_new_tokens, zero_after=zero_after)
         return value_traces(model, tokenizer, task, [(problem, prompt, trace)], params, seed=seed, stop=stop,
                             value_of_prompt=value_of_prompt, strategy=strategy, chunk=chunk)[0]
     steps = task.steps(trace)
     if not steps:
         raise ValueError("the trace has no steps")
     prefixes = step_prefixes(trace, steps)
-    valuer = _Valuer(len(steps), rollouts, strategy, value_of_prompt, chunk)
+    valuer = _Valuer(len(steps), rollouts, strategy, value_of_prompt, chunk, zero_after)
     tokens = 0
     while wanted := valuer.wanted():
         for i, first, count in wanted:
@@ -240,7 +263,8 @@ def value_traces(model, tokenizer, task, items: Sequence[tuple], params, *, seed
             raise ValueError(f"problem {problem.id}: the trace has no steps")
         prefixes = step_prefixes(trace, steps)
         states.append((problem, prompt, steps, prefixes,
-                       _Valuer(len(steps), params.rollouts, strategy, value_of_prompt, chunk), [0]))
+                       _Valuer(len(steps), params.rollouts, strategy, value_of_prompt, chunk,
+                               params.zero_after), [0]))
     while True:
         requests = []  # (state index, prefix index, first, count)
         for s, (_, _, _, _, valuer, _) in enumerate(states):

@@ -128,3 +128,26 @@ def export_test(world_dir: Path, n: int, max_value: int, template: str) -> Path:
             f.write(json.dumps({"id": p.id, "prompt": task.prompt(p, template), "answer": p.answer,
                                 "question": p.question, "steps": len(p.meta["steps"])}) + "\n")
     return path
+
+
+def smoke_world():
+    """The tiny world of step 01 at smoke scale (`params/smoke/01_micro_world.yaml`, its `rebuild`
+    section): the rebuild path in seconds, for `world build --smoke` too."""
+    from cotrepro import paths, steps
+
+    _, params = steps.load(paths.repository() / "params" / "smoke" / "01_micro_world.yaml")
+    return params.rebuild
+
+
+def rebuild(out_dir: str | Path, smoke: bool = False, command: str = "") -> dict:
+    """`cotrepro world build`: train the micro world (the shipped settings, or a tiny one with
+    `smoke`) into `out_dir`, export its test problems and hash every file. A model already built
+    there (its `curves.json` is written last) is kept, so a killed build resumes."""
+    from cotrepro.micro import WorldParams, build_world
+
+    params = smoke_world() if smoke else WorldParams()
+    out_dir = Path(out_dir)
+    report = build_world(params, out_dir)
+    export_test(out_dir, params.n_eval if smoke else 2000, params.arith.max_value, params.arith.template)
+    cpu = sum(r["cpu_s"] for r in report.values() if isinstance(r, dict) and "cpu_s" in r)
+    return write_manifest(out_dir, command, cpu)

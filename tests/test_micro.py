@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from cotrepro import world
-from cotrepro.micro import (SMOKE_WORLD, ArithWorldParams, WorldParams, build_corpora, build_world, rebuild,
-                            train_from_scratch)
+from cotrepro.micro import ArithWorldParams, WorldParams, build_corpora, build_world, train_from_scratch
 from cotrepro.models import load_model
 from cotrepro.tasks import arith
 from cotrepro.tiny import MicroModelParams, build_micro_model, build_word_tokenizer
+from cotrepro.world import rebuild, smoke_world
 
 torch.set_num_threads(1)
 
@@ -102,10 +102,10 @@ def test_smoke_world_gives_loadable_cached_checkpoints(tmp_path):
         assert model.num_parameters() == report[role]["parameters"]
     assert report["stargraph-s0"]["shortcut_level"] == 0.5
     test_rows = (tmp_path / "test.jsonl").read_text().splitlines()
-    assert len(test_rows) == SMOKE_WORLD.n_eval
+    assert len(test_rows) == smoke_world().n_eval
     assert all(json.loads(r)["prompt"].startswith("Question: ") for r in test_rows)
     assert world.check(tmp_path)  # every file matches the manifest
     started = time.time()
-    assert build_world(SMOKE_WORLD, tmp_path) == report
+    assert build_world(smoke_world(), tmp_path) == report
     assert time.time() - started < 1.0  # the second call is a cache hit
     assert isinstance(WorldParams().arith, ArithWorldParams)
