@@ -21,7 +21,8 @@ import numpy as np
 
 from cotrepro import evaluate, jobs, specs
 from cotrepro.params import to_dict
-from cotrepro.sections import ComputeSection, DataSection, EvalSection, FinetuneSection, ModelSpec, TaskSection
+from cotrepro.sections import (ComputeSection, DataSection, DPOSection, EvalSection, FinetuneSection, ModelSpec,
+                               SamplingParams, StepValueParams, TaskSection)
 
 NO_FINE_TUNING = "none"
 
@@ -46,12 +47,17 @@ def load_sets(run_dir: Path, names: Sequence[str] | None = None) -> dict[str, li
     return {n: read_jsonl(folder / f"{n}.jsonl") for n in names}
 
 
+def pinned(model: dict) -> dict:
+    """A model reference with its identity (the hash of its files) added, when it names a spec:
+    a job's key then changes when the checkpoint behind the path does."""
+    return {**model, "identity": specs.identity(model)} if "spec" in model else model
+
+
 def finetune_job(base: dict, examples: list[dict], finetune: FinetuneSection, seed: int, label: str = "") -> jobs.Job:
     """The job that fine-tunes the model `base` (a model reference) on `examples` with `seed`."""
-    spec = {"base": specs.identity(base), "examples": [{"prompt": e["prompt"], "completion": e["completion"]}
-                                                       for e in examples],
+    spec = {"base": pinned(base), "examples": [{"prompt": e["prompt"], "completion": e["completion"]}
+                                               for e in examples],
             "finetune": to_dict(finetune), "seed": seed}
-    spec["base"] = base if "finetune" in base else {**base, **{"identity": specs.identity(base)}}
     return jobs.Job("finetune", "cotrepro.train:finetune_job", spec, label)
 
 
@@ -59,13 +65,44 @@ def evaluation_job(model: dict, task: TaskSection, data: DataSection | None, ev:
                    samples: int = 1, temperature: float = 0.0, seed: int = 0, problem_seed: int = 0,
                    label: str = "") -> jobs.Job:
     """The job that evaluates `model` on the first `task.n_test` test problems (greedy by default)."""
-    if "spec" in model:
-        model = {**model, "identity": specs.identity(model)}
-    spec = {"model": model, "task": to_dict(task), "data": None if data is None else to_dict(data),
+    spec = {"model": pinned(model), "task": to_dict(task), "data": None if data is None else to_dict(data),
             "split": task.test_split, "n": task.n_test, "problem_seed": problem_seed,
             "max_new_tokens": ev.max_new_tokens, "batch_size": ev.batch_size, "samples": samples,
             "temperature": temperature, "seed": seed}
     return jobs.Job("evaluate", "cotrepro.evaluate:evaluate_job", spec, label)
+
+
+def sampling_job(model: dict, task: TaskSection, problems: Sequence, sampling: SamplingParams,
+                 label: str = "") -> jobs.Job:
+    """The job that samples `model` on `problems` (Problem objects or their records), graded."""
+    records = [p if isinstance(p, dict) else p.to_record() for p in problems]
+    spec = {"model": pinned(model), "task": to_dict(task), "problems": records, "sampling": to_dict(sampling)}
+    return jobs.Job("sample", "cotrepro.generate:sample_job", spec, label)
+
+
+def stepvalue_job(model: dict, task: TaskSection, items: list[dict], params: StepValueParams, *, seed: int,
+                  stop: Sequence[str], value_of_prompt: bool = False, label: str = "") -> jobs.Job:
+    """The job that gives every item ({problem record, prompt, trace}) Monte Carlo step values."""
+    spec = {"model": pinned(model), "task": to_dict(task), "items": items, "params": to_dict(params),
+            "seed": seed, "stop": list(stop), "value_of_prompt": value_of_prompt}
+    return jobs.Job("stepvalues", "cotrepro.stepvalues:value_job", spec, label)
+
+
+def dpo_job(reference: dict, pairs: list[dict], dpo: DPOSection, seed: int, label: str = "") -> jobs.Job:
+    """The job that trains DPO from `reference` (also the frozen reference) on `pairs`."""
+    spec = {"reference": pinned(reference), "pairs": pairs, "dpo": to_dict(dpo), "seed": seed}
+    return jobs.Job("finetune", "cotrepro.dpo:dpo_job", spec, label)
+
+
+def run_batch(batch: Mapping, root, compute: ComputeSection, desc: str, result: str | None = None,
+              progress: bool = True) -> dict:
+    """Run {key: job} in parallel (stored jobs are skipped); {key: the job's `result` file} when
+    one is named, else the jobs."""
+    jobs.run_jobs(list(batch.values()), root, workers=compute.workers, threads=compute.threads, progress=progress,
+                  desc=desc)
+    if result is None:
+        return dict(batch)
+    return {key: jobs.read_json(jobs.job_dir(job, root), result) for key, job in batch.items()}
 
 
 def outcomes_of(job: jobs.Job, root) -> dict:

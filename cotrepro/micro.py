@@ -41,25 +41,14 @@ from cotrepro.store import stable_hash
 from cotrepro.tiny import MicroModelParams, build_micro_model, build_symbol_tokenizer, build_word_tokenizer
 
 
-def _student_shape() -> MicroModelParams:
-    return MicroModelParams(arch="llama", n_layers=4, d_model=96, n_heads=4, n_kv_heads=2, d_ff=256)
-
-
-def _teacher_shape() -> MicroModelParams:
-    return MicroModelParams(arch="llama", n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_ff=384)
-
-
-def _star_shape() -> MicroModelParams:
-    return MicroModelParams(arch="llama", n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_ff=384,
-                            max_seq_len=96)
-
-
 @dataclass(frozen=True)
 class ArithWorldParams:
     """The student and teacher: corpora, shapes and training budgets."""
 
-    student: MicroModelParams = param(help="student base shape", default_factory=_student_shape)
-    teacher: MicroModelParams = param(help="teacher shape (same architecture, larger)", default_factory=_teacher_shape)
+    student: MicroModelParams = param(help="student base shape", default_factory=lambda: MicroModelParams(
+        arch="llama", n_layers=4, d_model=96, n_heads=4, n_kv_heads=2, d_ff=256))
+    teacher: MicroModelParams = param(help="teacher shape (same architecture, larger)", default_factory=lambda: (
+        MicroModelParams(arch="llama", n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_ff=384)))
     template: str = param("arith", "prompt template framing the solved problems (as the experiments prompt)")
     max_value: int = param(120, "largest operand, intermediate value or answer", ge=20)
     n_step_lines: int = param(3000, "documents of 4-8 single-operation lines, both models", ge=0)
@@ -86,7 +75,8 @@ class StarWorldParams:
     degree: int = param(2, "arms per star (the shortcut's first-step accuracy is 1/degree)", ge=2)
     path_length: int = param(5, "nodes on a path from the center to a leaf, both included", ge=2)
     n_nodes: int = param(50, "distinct node labels, one token each", ge=3)
-    model: MicroModelParams = param(help="model shape", default_factory=_star_shape)
+    model: MicroModelParams = param(help="model shape", default_factory=lambda: MicroModelParams(
+        arch="llama", n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_ff=384, max_seq_len=96))
     n_train: int = param(50_000, "training graphs (Bachmann and Nagarajan: 200,000)", ge=1)
     steps: int = param(3000, "optimizer steps (loss on the path only: teacher forcing)", ge=1)
     batch_size: int = param(64, "graphs per optimizer step", ge=1)

@@ -303,6 +303,11 @@ def relative_cost(cheap: Sequence[StepValues], exhaustive: Sequence[StepValues])
     return math.nan if not total else sum(sv.tokens_generated for sv in cheap) / total
 
 
+def summary(records: Sequence[dict]) -> list[dict]:
+    """What figures keep of stored step-value records: each trace's steps, critical step and cost."""
+    return [{k: r[k] for k in ("critical_step", "steps", "tokens_generated", "rolled_out")} for r in records]
+
+
 def value_job(spec: dict, out_dir) -> None:
     """A `cotrepro.jobs` job: step values of `spec["items"]` ({problem, prompt, trace}) under the
     model `spec["model"]`, with `spec["params"]` (a StepValueParams dict); writes `values.json`, one

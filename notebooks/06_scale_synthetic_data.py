@@ -31,7 +31,7 @@ run_root = "runs"  # where results go, relative to the repository root
 # %%
 import pandas as pd
 
-from cotrepro import plots, specs
+from cotrepro import plots, specs, stepvalues
 from cotrepro.claims import chance_pass_at_k
 from cotrepro.conditions import best_constant, compact_named
 from cotrepro.experiments import scale_synthetic_data as step
@@ -77,7 +77,7 @@ pd.DataFrame([{"model": step.model_name(k), "pairs": len(v)} for k, v in pairs.i
 models = {("sft", *k): j for k, j in sft.items()} | rft | dpo
 evals = step.evaluations(run, models)
 run.dir.write_json("models.json", {step.model_name(k): j.key for k, j in models.items()})
-run.dir.write_json("values.json", step.value_summary(values))
+run.dir.write_json("values.json", {f"n{n}/s{s}": stepvalues.summary(r) for (n, s), r in values.items()})
 run.dir.write_json("outcomes.json", compact_named(evals, P.pass_at_k.k))
 pd.Series({name: 1 - r["summary"]["accuracy"] for name, r in evals.items() if not name.endswith("@k")},
           name="test error")

@@ -73,32 +73,27 @@ def sft_model(run) -> dict:
 
 def sample(run, sft: dict) -> tuple[dict, list[dict]]:
     """({problem id: problem}, graded samples) of the SFT model on the training problems."""
-    from cotrepro import jobs, specs
-    from cotrepro.params import to_dict
+    from cotrepro import specs
+    from cotrepro.conditions import run_batch, sampling_job
 
     P = run.params
     problems = specs.train_problems(P.task, P.data)
-    records = [p.to_record() for p in problems]
-    job = jobs.Job("sample", "cotrepro.generate:sample_job", {"model": sft, "task": to_dict(P.task), "problems": records,
-                                                              "sampling": to_dict(P.sampling)}, "SFT samples")
-    jobs.run_jobs([job], run.root, threads=P.compute.threads, desc="samples")
-    return {p.id: p for p in problems}, jobs.read_json(jobs.job_dir(job, run.root), "samples.json")
+    job = sampling_job(sft, P.task, problems, P.sampling, "SFT samples")
+    return {p.id: p for p in problems}, run_batch({"sft": job}, run.root, P.compute, "samples", "samples.json")["sft"]
 
 
 def value(run, sft: dict, items: list[dict]) -> list[dict]:
     """Exhaustive step values of every item, the bare prompt included (one job, stored)."""
-    from cotrepro import jobs, specs
-    from cotrepro.params import to_dict
+    from cotrepro import specs
+    from cotrepro.conditions import run_batch, stepvalue_job
     from cotrepro.tasks.prompts import get_template
 
     P = run.params
-    task = specs.get_task(P.task)
-    spec = {"model": sft, "task": to_dict(P.task), "params": to_dict(P.stepvalues), "seed": P.model_seed,
-            "stop": list(get_template(task.name, P.task.template).stop), "value_of_prompt": True,
-            "items": [{"problem": i["problem"].to_record(), "prompt": i["prompt"], "trace": i["trace"]} for i in items]}
-    job = jobs.Job("stepvalues", "cotrepro.stepvalues:value_job", spec, "step values")
-    jobs.run_jobs([job], run.root, threads=P.compute.threads, desc="step values")
-    return jobs.read_json(jobs.job_dir(job, run.root), "values.json")
+    stop = get_template(specs.get_task(P.task).name, P.task.template).stop
+    records = [{"problem": i["problem"].to_record(), "prompt": i["prompt"], "trace": i["trace"]} for i in items]
+    job = stepvalue_job(sft, P.task, records, P.stepvalues, seed=P.model_seed, stop=stop, value_of_prompt=True,
+                        label="step values")
+    return run_batch({"sft": job}, run.root, P.compute, "step values", "values.json")["sft"]
 
 
 def idle_flags(question: str, steps: list[str], final_answer: str | None) -> list[bool | None]:

@@ -175,6 +175,34 @@ def measure_nll(world_dir, n_problems: int, template: str = "arith") -> list[dic
     return nll_rows(nll)
 
 
+def measure_tokens(world_dir, problems, max_new_tokens: int) -> list[dict]:
+    """Per trace style (H the human solution, S the gold in the student's own style), over the
+    test problems: the share of its tokens (and of its distinct tokens) that never occur in the
+    student's pretraining corpus, rebuilt from the world's params, and its longest solution in
+    tokens against the evaluation budget. H is fair only if both shares are 0 and it fits."""
+    import json
+
+    from cotrepro.micro import build_corpora
+    from cotrepro.models import load_tokenizer
+    from cotrepro.params import from_dict
+    from cotrepro.tasks import arith
+
+    params = from_dict(WorldParams, json.loads((Path(world_dir) / "world.json").read_text())["params"])
+    tokenizer = load_tokenizer(Path(world_dir) / "student")
+    corpus = build_corpora(params.arith, params.seed)["student"]
+    seen = {t for ids in tokenizer(corpus, add_special_tokens=False)["input_ids"] for t in ids}
+    rows = []
+    for style, render in (("H", arith.render_human), ("S", arith.render_stepwise)):
+        traces = tokenizer([render(p) for p in problems], add_special_tokens=False)["input_ids"]
+        tokens = [t for ids in traces for t in ids]
+        distinct = set(tokens)
+        rows.append({"traces": style, "unseen_token_share": sum(t not in seen for t in tokens) / len(tokens),
+                     "unseen_distinct_share": len(distinct - seen) / len(distinct),
+                     "longest_tokens": max(map(len, traces)), "eval_budget": max_new_tokens,
+                     "fits": max(map(len, traces)) <= max_new_tokens})
+    return rows
+
+
 def measure_star(world_dir, n_eval: int) -> list[dict]:
     """Path, first-step and later-step accuracy of every star-graph model of the world."""
     from pathlib import Path

@@ -18,10 +18,8 @@ and differ only in the trace. A step whose sets come out too small fails and is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import numpy as np

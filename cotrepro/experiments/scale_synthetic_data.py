@@ -36,11 +36,13 @@ from typing import Literal
 import numpy as np
 
 from cotrepro import claims, jobs, multipliers, pairs, specs, stats, train
-from cotrepro.conditions import evaluation_job, finetune_job, matrix, outcomes_of
-from cotrepro.params import Invalid, param, to_dict
+from cotrepro.conditions import (dpo_job, evaluation_job, finetune_job, matrix, run_batch, sampling_job,
+                                 stepvalue_job)
+from cotrepro.params import Invalid, param
 from cotrepro.sections import (ComputeSection, DataSection, DPOSection, EvalSection, FinetuneSection, ModelSpec,
                                PassAtK, SamplingParams, StepValueParams, TaskSection)
 from cotrepro.steps import Cost, Degenerate
+from cotrepro.tasks.prompts import get_template
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,13 +103,7 @@ class Params:
 
 
 def _stop(P: Params) -> tuple[str, ...]:
-    from cotrepro.tasks.prompts import get_template
-
     return tuple(get_template(specs.get_task(P.task).name, P.task.template).stop)
-
-
-def _run(P: Params, run, batch: list[jobs.Job], desc: str) -> None:
-    jobs.run_jobs(batch, run.root, workers=P.compute.workers, threads=P.compute.threads, desc=desc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,15 +134,11 @@ def _samples(run, wanted: dict, sampling, label: str) -> dict:
     parallel; the task's stop strings are added to `sampling`, whose seed is the key's seed."""
     P = run.params
     sampling = replace(sampling, stop=tuple(dict.fromkeys(sampling.stop + _stop(P))))
-    batch = {}
-    for key, (model, problems) in wanted.items():
-        model = {**model, "identity": specs.identity(model)} if "spec" in model else model
-        spec = {"model": model, "task": to_dict(P.task), "problems": [p if isinstance(p, dict) else p.to_record()
-                                                                       for p in problems],
-                "sampling": to_dict(replace(sampling, seed=key[-1] if isinstance(key, tuple) else sampling.seed))}
-        batch[key] = jobs.Job("sample", "cotrepro.generate:sample_job", spec, f"{label} {key}")
-    _run(P, run, list(batch.values()), label)
-    return {key: jobs.read_json(jobs.job_dir(job, run.root), "samples.json") for key, job in batch.items()}
+    batch = {key: sampling_job(model, P.task, problems,
+                               replace(sampling, seed=key[-1] if isinstance(key, tuple) else sampling.seed),
+                               f"{label} {key}")
+             for key, (model, problems) in wanted.items()}
+    return run_batch(batch, run.root, P.compute, label, "samples.json")
 
 
 def sft_models(run, positives: list[dict]) -> dict[tuple[int, int], jobs.Job]:
@@ -155,8 +147,7 @@ def sft_models(run, positives: list[dict]) -> dict[tuple[int, int], jobs.Job]:
     base = specs.spec_ref(P.student)
     models = {(n, s): finetune_job(base, positives[:n], P.finetune, s, f"sft n={n} s={s}")
               for n in P.ladder.sizes for s in P.seeds}
-    _run(P, run, list(models.values()), "SFT")
-    return models
+    return run_batch(models, run.root, P.compute, "SFT")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,8 +173,7 @@ def rft_models(run, positives: list[dict], samples: Mapping) -> dict[tuple, jobs
     models.update({("rft_first", k, s): finetune_job(
         base, train.rft_data(positives, samples[(L.st3_size, s)], L.st3_size, cap=k, first=k), P.finetune, s,
         f"rft first {k} n={L.st3_size} s={s}") for k in L.st3_samples for s in P.seeds})
-    _run(P, run, list(models.values()), "RFT")
-    return models
+    return run_batch(models, run.root, P.compute, "RFT")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,17 +190,9 @@ def negative_values(run, positives: list[dict], sft: Mapping, samples: Mapping) 
             items = [{"problem": by_id[pid]["problem"], "prompt": by_id[pid]["prompt"], "trace": trace}
                      for pid, traces in sorted(pairs.negatives(samples[(n, s)], P.ladder.negatives_per_problem).items())
                      for trace in traces]
-            spec = {"model": specs.finetune_ref(sft[(n, s)].key), "task": to_dict(P.task), "items": items,
-                    "params": to_dict(P.stepvalues), "seed": s, "stop": list(_stop(P))}
-            batch[(n, s)] = jobs.Job("stepvalues", "cotrepro.stepvalues:value_job", spec, f"step values n={n} s={s}")
-    _run(P, run, list(batch.values()), "step values")
-    return {key: jobs.read_json(jobs.job_dir(job, run.root), "values.json") for key, job in batch.items()}
-
-
-def value_summary(values: Mapping) -> dict[str, list[dict]]:
-    """What the figures keep of the step values: per negative its steps, critical step and cost."""
-    keep = ("critical_step", "steps", "tokens_generated", "rolled_out")
-    return {f"n{n}/s{s}": [{k: r[k] for k in keep} for r in records] for (n, s), records in values.items()}
+            batch[(n, s)] = stepvalue_job(specs.finetune_ref(sft[(n, s)].key), P.task, items, P.stepvalues, seed=s,
+                                          stop=_stop(P), label=f"step values n={n} s={s}")
+    return run_batch(batch, run.root, P.compute, "step values", "values.json")
 
 
 def dpo_pairs(run, positives: list[dict], samples: Mapping, values: Mapping) -> dict[tuple, list[dict]]:
@@ -245,10 +227,8 @@ def dpo_models(run, sft: Mapping, all_pairs: Mapping) -> dict[tuple, jobs.Job]:
         if not data:
             raise Degenerate(f"{method} at n={n}, seed {s}: no pairs (the SFT model made no wrong sample with steps): "
                              f"raise ladder.self_sampling.k")
-        spec = {"reference": specs.finetune_ref(sft[(n, s)].key), "pairs": data, "dpo": to_dict(P.dpo), "seed": s}
-        models[(method, n, s)] = jobs.Job("finetune", "cotrepro.dpo:dpo_job", spec, f"{method} n={n} s={s}")
-    _run(P, run, list(models.values()), "DPO")
-    return models
+        models[(method, n, s)] = dpo_job(specs.finetune_ref(sft[(n, s)].key), data, P.dpo, s, f"{method} n={n} s={s}")
+    return run_batch(models, run.root, P.compute, "DPO")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,9 +255,7 @@ def evaluations(run, models: Mapping[tuple, jobs.Job]) -> dict[str, dict]:
                for key, job in models.items() if key[0] in ("sft", "dpo_step") and key[1] == P.ladder.compare_size}
     sampled["base@k"] = evaluation_job(specs.spec_ref(P.student), P.task, P.data, P.eval, samples=k.samples,
                                        temperature=k.temperature, label=f"base pass@{k.k}")
-    everything = {**greedy, **sampled}
-    _run(P, run, list(everything.values()), "evaluations")
-    return {name: outcomes_of(job, run.root) for name, job in everything.items()}
+    return run_batch({**greedy, **sampled}, run.root, P.compute, "evaluations", "outcomes.json")
 
 
 def curve(evals: Mapping[str, dict], method: str, sizes, seeds, k: int | None = None) -> dict[int, np.ndarray]:

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 
 from cotrepro import claims, jobs, pairs, specs, stats
+from cotrepro.conditions import dpo_job, pinned, run_batch, sampling_job, stepvalue_job
 from cotrepro.steps import Cost
 from cotrepro.params import param, to_dict
 from cotrepro.sections import ComputeSection, DPOSection, SamplingParams, StepValueParams, TaskSection
@@ -88,9 +89,7 @@ def star_eval_job(spec: dict, out_dir: Path) -> None:
 
 
 def evaluation_job(model_ref: dict, P: Params, label: str) -> jobs.Job:
-    if "spec" in model_ref:
-        model_ref = {**model_ref, "identity": specs.identity(model_ref)}
-    spec = {"model": model_ref, "task": to_dict(P.task), "max_new_tokens": P.max_new_tokens}
+    spec = {"model": pinned(model_ref), "task": to_dict(P.task), "max_new_tokens": P.max_new_tokens}
     return jobs.Job("evaluate", "cotrepro.experiments.stargraph_shortcut:star_eval_job", spec, label)
 
 
@@ -105,13 +104,8 @@ def wrong_paths(run, refs: dict[int, dict]) -> dict[int, list[dict]]:
     """{seed: samples} of each SFT model on the training graphs (graded)."""
     P = run.params
     problems = specs.problems(P.task, None, P.task.train_split, P.task.n_train)
-    records = [p.to_record() for p in problems]
-    batch = {seed: jobs.Job("sample", "cotrepro.generate:sample_job",
-                            {"model": {**ref, "identity": specs.identity(ref)}, "task": to_dict(P.task),
-                             "problems": records, "sampling": to_dict(P.sampling)}, f"samples s={seed}")
-             for seed, ref in refs.items()}
-    jobs.run_jobs(list(batch.values()), run.root, workers=P.compute.workers, threads=P.compute.threads, desc="samples")
-    return {seed: jobs.read_json(jobs.job_dir(job, run.root), "samples.json") for seed, job in batch.items()}
+    batch = {seed: sampling_job(ref, P.task, problems, P.sampling, f"samples s={seed}") for seed, ref in refs.items()}
+    return run_batch(batch, run.root, P.compute, "samples", "samples.json")
 
 
 def negative_values(run, refs: dict[int, dict], samples: dict[int, list[dict]]) -> dict[int, list[dict]]:
@@ -128,12 +122,9 @@ def negative_values(run, refs: dict[int, dict], samples: dict[int, list[dict]]) 
             seen.add((s["problem_id"], s["completion"]))
             p = problems[s["problem_id"]]
             items.append({"problem": p.to_record(), "prompt": task.prompt(p, P.task.template), "trace": s["completion"]})
-        spec = {"model": {**ref, "identity": specs.identity(ref)}, "task": to_dict(P.task), "items": items,
-                "params": to_dict(P.stepvalues), "seed": seed, "stop": ["\n"]}
-        batch[seed] = jobs.Job("stepvalues", "cotrepro.stepvalues:value_job", spec, f"step values s={seed}")
-    jobs.run_jobs(list(batch.values()), run.root, workers=P.compute.workers, threads=P.compute.threads,
-                  desc="step values")
-    return {seed: jobs.read_json(jobs.job_dir(job, run.root), "values.json") for seed, job in batch.items()}
+        batch[seed] = stepvalue_job(ref, P.task, items, P.stepvalues, seed=seed, stop=["\n"],
+                                    label=f"step values s={seed}")
+    return run_batch(batch, run.root, P.compute, "step values", "values.json")
 
 
 def dpo_models(run, refs: dict[int, dict], values: dict[int, list[dict]]) -> dict[int, jobs.Job]:
@@ -151,11 +142,8 @@ def dpo_models(run, refs: dict[int, dict], values: dict[int, list[dict]]) -> dic
         prompts = {pid: task.prompt(problems[pid], P.task.template) for pid in by_problem}
         gold = {pid: [problems[pid].answer] for pid in by_problem}
         data = pairs.per_step_pairs(prompts, gold, by_problem, seed=seed)
-        spec = {"reference": {**refs[seed], "identity": specs.identity(refs[seed])}, "pairs": data,
-                "dpo": to_dict(P.dpo), "seed": seed}
-        batch[seed] = jobs.Job("finetune", "cotrepro.dpo:dpo_job", spec, f"per-step DPO s={seed}")
-    jobs.run_jobs(list(batch.values()), run.root, workers=P.compute.workers, threads=P.compute.threads, desc="DPO")
-    return batch
+        batch[seed] = dpo_job(refs[seed], data, P.dpo, seed, f"per-step DPO s={seed}")
+    return run_batch(batch, run.root, P.compute, "DPO")
 
 
 def evaluate_arms(run, refs: dict[int, dict], dpo: dict[int, jobs.Job]) -> dict[str, list[dict]]:
@@ -163,11 +151,9 @@ def evaluate_arms(run, refs: dict[int, dict], dpo: dict[int, jobs.Job]) -> dict[
     P = run.params
     batch = {**{("SFT", s): evaluation_job(ref, P, f"SFT s={s}") for s, ref in refs.items()},
              **{("per-step DPO", s): evaluation_job(specs.finetune_ref(j.key), P, f"DPO s={s}") for s, j in dpo.items()}}
-    jobs.run_jobs(list(batch.values()), run.root, workers=P.compute.workers, threads=P.compute.threads,
-                  desc="evaluations")
     results: dict[str, list[dict]] = {}
-    for (arm, _), job in batch.items():
-        results.setdefault(arm, []).append(jobs.read_json(jobs.job_dir(job, run.root), "outcomes.json"))
+    for (arm, _), outcomes in run_batch(batch, run.root, P.compute, "evaluations", "outcomes.json").items():
+        results.setdefault(arm, []).append(outcomes)
     return results
 
 
