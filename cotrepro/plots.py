@@ -134,24 +134,48 @@ def verifier_sanity(run, out: Path) -> list[Path]:
 
 
 def micro_world(run, out: Path) -> list[Path]:
-    """Accuracy of each model beside chance, the NLL table with its style control, the build."""
+    """Accuracy of each model beside chance, the token table of the trace styles, the NLL table
+    with its style control, the star-graph models, the seed spread and the training curves."""
     m = _read(run, "measures.json")
-    written = write_table(m["accuracy"], f"{run.label}_accuracy", out)
-    written += write_table(m["nll"], f"{run.label}_nll", out)
-    written += write_table(m["stargraph"], f"{run.label}_stargraph", out)
+    tables = {"accuracy": m["accuracy"], "tokens": m["tokens"], "nll": m["nll"], "stargraph": m["stargraph"],
+              "spread": m["spread"]}
+    written = [p for name, rows in tables.items() if rows for p in write_table(rows, f"{run.label}_{name}", out)]
+    table = {name: (out / f"{run.label}_{name}.md").read_text() if rows else "(none)\n"
+             for name, rows in tables.items()}
     c, build = m["chance"], m["manifest"]
     lines = ["# The micro world", "", f"Built by `{build['command']}` in {build['cpu_seconds']:.0f} CPU-seconds "
              f"(params hash `{build['params_hash']}`; sha256 of every file in `world/MANIFEST.json`).", "",
              f"Chance on the held-out problems: uniform guessing {c['uniform']:.4f} "
              f"({c['distinct_answers']} distinct answers), best constant answer ({c['best_constant_answer']}) "
-             f"{c['best_constant']:.4f}.", "", "## Greedy accuracy (95% Wilson intervals)", "",
-             (out / f"{run.label}_accuracy.md").read_text(), "## Per-token NLL under the untuned student", "",
+             f"{c['best_constant']:.4f}.", "", "## Greedy accuracy (95% Wilson intervals)", "", table["accuracy"],
+             "## Trace styles against the student's corpus", "",
+             "Share of the tokens (and of the distinct tokens) of each style's gold solutions, on the held-out "
+             "problems, that never occur in the student's pretraining corpus, and the longest solution against "
+             "the evaluation budget.", "", table["tokens"],
+             "## Per-token NLL under the untuned student", "",
              "H: human solution; S: the same gold solution in the student's step-by-step style (the style "
              "control); G, W: the teacher's right and wrong samples of the same problems. 95% bootstrap "
-             "intervals over problems.", "", (out / f"{run.label}_nll.md").read_text(),
-             "## Star-graph models (one per training seed)", "", (out / f"{run.label}_stargraph.md").read_text()]
+             "intervals over problems.", "", table["nll"],
+             "## Star-graph models (one per training seed)", "", table["stargraph"],
+             "## The same settings with other seeds", "",
+             "Greedy multi-step accuracy of worlds built with the shipped settings and another seed "
+             "(`world/spread/`, their build reports; the shipped world is seed 0).", "", table["spread"]]
     (out / f"{run.label}.md").write_text("\n".join(lines))
-    return written + [out / f"{run.label}.md"]
+    return written + [out / f"{run.label}.md"] + _world_curves(m["curves"], run.label, out)
+
+
+def _world_curves(curves: dict[str, list[dict]], label: str, out: Path) -> list[Path]:
+    """Held-out accuracy against optimizer steps while each world model was trained."""
+    if not any(curves.values()):
+        return []
+    fig, ax = _figure()
+    for (name, points), color in zip(sorted(curves.items()), (BLUE, ORANGE, GREEN, PURPLE, GREY, RED)):
+        if points:
+            ax.plot([p["step"] for p in points], [p["accuracy"] for p in points], marker=".", color=color, label=name)
+    ax.set(xlabel="optimizer step", ylabel="held-out greedy accuracy", ylim=(0, 1),
+           title="Micro world pretraining (multi-step problems; star graph: whole path)")
+    _legend(ax, loc="upper left")
+    return save_figure(fig, f"{label}_curves", out)
 
 
 def sample_teacher_traces(run, out: Path) -> list[Path]:

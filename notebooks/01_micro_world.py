@@ -44,11 +44,19 @@ world.describe(world_dir)
 # Greedy accuracy of the student and the teacher on the held-out problems, and the chance levels.
 
 # %%
-accuracy, chance, problems = step.measure_models(world_dir, P.n_eval)
+accuracy, chance, problems = step.measure_models(world_dir, P.n_eval, P.max_new_tokens)
 pd.DataFrame(accuracy)
 
 # %%
 chance
+
+# %% [markdown]
+# Are the human traces fair? Every token of each style's solutions should occur in the student's
+# pretraining corpus, and the longest solution should fit the evaluation budget.
+
+# %%
+tokens = step.measure_tokens(world_dir, P.n_eval, P.max_new_tokens)
+pd.DataFrame(tokens)
 
 # %% [markdown]
 # Per-token NLL under the student: H (human), S (the gold in the student's style), G and W (teacher).
@@ -62,8 +70,9 @@ pd.DataFrame(nll)
 
 # %%
 star = step.measure_star(world_dir, P.n_eval)
-run.dir.write_json("measures.json", {"accuracy": accuracy, "chance": chance, "nll": nll, "stargraph": star,
-                                     "manifest": world.manifest(world_dir), "build": world.report(world_dir)})
+run.dir.write_json("measures.json", {"accuracy": accuracy, "chance": chance, "tokens": tokens, "nll": nll,
+                                     "stargraph": star, "spread": step.spread_rows(world_dir),
+                                     "curves": step.training_curves(world_dir), "manifest": world.manifest(world_dir)})
 pd.DataFrame(star)
 
 # %%

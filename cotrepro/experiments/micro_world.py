@@ -36,6 +36,7 @@ class Params:
     scale: Literal["micro", "smoke", "paper"] = param(help="micro or smoke")
     world_dir: str = param("world", "the shipped world (relative to the repository root)")
     n_eval: int = param(1000, "held-out problems behind each accuracy", ge=1)
+    max_new_tokens: int = param(160, "evaluation budget of the models (the experiments' eval.max_new_tokens)", ge=1)
     nll_problems: int = param(300, "training problems whose H, S, G and W traces are scored under the student", ge=1)
     rebuild: WorldParams | None = param(None, "rebuild a world with these settings into the run folder "
                                               "(smoke: the rebuild path under test) instead of measuring world_dir")
@@ -115,7 +116,7 @@ def world_for(run) -> Path:
     return world_dir
 
 
-def measure_models(world_dir, n_eval: int) -> tuple[list[dict], dict, list]:
+def measure_models(world_dir, n_eval: int, max_new_tokens: int) -> tuple[list[dict], dict, list]:
     """(accuracy rows of the student and teacher, chance levels, the test problems) measured on
     the world's test file, as `cotrepro world --json` names it."""
     import json
@@ -134,7 +135,7 @@ def measure_models(world_dir, n_eval: int) -> tuple[list[dict], dict, list]:
     for role in ("student", "teacher"):
         model, tokenizer = load_model(Path(world_dir) / role)
         outs = sample(model, tokenizer, [t["prompt"] for t in tests],
-                      SamplingParams(max_new_tokens=160, stop=("\n\n", "Question:"), batch_size=128), progress=False)
+                      SamplingParams(max_new_tokens=max_new_tokens, stop=("\n\n", "Question:"), batch_size=128), progress=False)
         graded = grade_problems(task, problems, [o[0] for o in outs], progress=False)
         rows.append(accuracy_row(role, [g["correct"] for g in graded],
                                  sum(g["extracted"] is None for g in graded) / len(graded)))
@@ -175,9 +176,9 @@ def measure_nll(world_dir, n_problems: int, template: str = "arith") -> list[dic
     return nll_rows(nll)
 
 
-def measure_tokens(world_dir, problems, max_new_tokens: int) -> list[dict]:
+def measure_tokens(world_dir, n_problems: int, max_new_tokens: int) -> list[dict]:
     """Per trace style (H the human solution, S the gold in the student's own style), over the
-    test problems: the share of its tokens (and of its distinct tokens) that never occur in the
+    first `n_problems` test problems: the share of its tokens (and of its distinct tokens) that never occur in the
     student's pretraining corpus, rebuilt from the world's params, and its longest solution in
     tokens against the evaluation budget. H is fair only if both shares are 0 and it fits."""
     import json
@@ -190,6 +191,7 @@ def measure_tokens(world_dir, problems, max_new_tokens: int) -> list[dict]:
     params = from_dict(WorldParams, json.loads((Path(world_dir) / "world.json").read_text())["params"])
     tokenizer = load_tokenizer(Path(world_dir) / "student")
     corpus = build_corpora(params.arith, params.seed)["student"]
+    problems = arith.ArithTask(max_value=params.arith.max_value).load("test", limit=n_problems)
     seen = {t for ids in tokenizer(corpus, add_special_tokens=False)["input_ids"] for t in ids}
     rows = []
     for style, render in (("H", arith.render_human), ("S", arith.render_stepwise)):
@@ -201,6 +203,30 @@ def measure_tokens(world_dir, problems, max_new_tokens: int) -> list[dict]:
                      "longest_tokens": max(map(len, traces)), "eval_budget": max_new_tokens,
                      "fits": max(map(len, traces)) <= max_new_tokens})
     return rows
+
+
+def spread_rows(world_dir) -> list[dict]:
+    """The build reports of worlds made with the shipped settings and other seeds (`spread/`)."""
+    import json
+
+    rows = []
+    for path in sorted(Path(world_dir).glob("spread/seed*/*/report.json")):
+        report = json.loads(path.read_text())
+        for label in ("multi_step", "two_step", "one_step", "path"):
+            r = report if label == "path" and "accuracy" in report else report.get(label)
+            if r is not None:
+                rows.append({"seed": path.parent.parent.name.removeprefix("seed"), "model": path.parent.name,
+                             "problems": label, "accuracy": r["accuracy"], "low": r["low"], "high": r["high"],
+                             "n": r["n"], "cpu_s": report["cpu_s"]})
+    return rows
+
+
+def training_curves(world_dir) -> dict[str, list[dict]]:
+    """{model folder: held-out accuracy curve} of the shipped world's models."""
+    import json
+
+    return {path.parent.name: json.loads(path.read_text())["accuracy"]
+            for path in sorted(Path(world_dir).glob("*/curves.json"))}
 
 
 def measure_star(world_dir, n_eval: int) -> list[dict]:
