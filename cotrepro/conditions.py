@@ -68,7 +68,7 @@ def evaluation_job(model: dict, task: TaskSection, data: DataSection | None, ev:
     spec = {"model": pinned(model), "task": to_dict(task), "data": None if data is None else to_dict(data),
             "split": task.test_split, "n": task.n_test, "problem_seed": problem_seed,
             "max_new_tokens": ev.max_new_tokens, "batch_size": ev.batch_size, "samples": samples,
-            "temperature": temperature, "seed": seed}
+            "temperature": temperature, "seed": seed, "backend": ev.backend}
     return jobs.Job("evaluate", "cotrepro.evaluate:evaluate_job", spec, label)
 
 
@@ -99,7 +99,7 @@ def run_batch(batch: Mapping, root, compute: ComputeSection, desc: str, result: 
     """Run {key: job} in parallel (stored jobs are skipped); {key: the job's `result` file} when
     one is named, else the jobs."""
     jobs.run_jobs(list(batch.values()), root, workers=compute.workers, threads=compute.threads, progress=progress,
-                  desc=desc)
+                  desc=desc, launcher=compute.launcher, processes=compute.processes)
     if result is None:
         return dict(batch)
     return {key: jobs.read_json(jobs.job_dir(job, root), result) for key, job in batch.items()}
@@ -117,13 +117,11 @@ def run_conditions(sets: Mapping[str, list[dict] | None], seeds: Sequence[int], 
     base = specs.spec_ref(student)
     tunes = {(c, s): finetune_job(base, examples, finetune, s, f"{c}/s{s}")
              for c, examples in sets.items() if examples is not None for s in seeds}
-    jobs.run_jobs(list(tunes.values()), root, workers=compute.workers, threads=compute.threads,
-                  progress=progress, desc="fine-tunes")
+    run_batch(tunes, root, compute, "fine-tunes", progress=progress)
     evals = {key: evaluation_job(specs.finetune_ref(job.key), task, data, ev, label=job.label)
              for key, job in tunes.items()}
     evals.update({(c, None): evaluation_job(base, task, data, ev, label=c) for c, ex in sets.items() if ex is None})
-    jobs.run_jobs(list(evals.values()), root, workers=compute.workers, threads=compute.threads,
-                  progress=progress, desc="evaluations")
+    run_batch(evals, root, compute, "evaluations", progress=progress)
     results: dict[str, list[dict]] = {}
     for (condition, seed), job in evals.items():
         record = outcomes_of(job, root)

@@ -23,7 +23,8 @@ from functools import cache
 from pathlib import Path
 
 from cotrepro.sections import DPOParams, DPOSection, TrainParams
-from cotrepro.train import TrainResult, check_examples, prepare, run_trainer, save_trained, trainer_kwargs
+from cotrepro.train import (TrainResult, check_examples, is_main_process, prepare, run_trainer, save_trained,
+                            trainer_kwargs)
 
 
 def tokenize_pair(tokenizer, pair: dict) -> dict:
@@ -124,6 +125,8 @@ def dpo_finetune(model, tokenizer, pairs: list[dict], section: DPOSection, seed:
         return out
     model = prepare(model, section.method, section.lora, seed)
     result = dpo(model, tokenizer, pairs, section.train, Path(out_dir) / "train", section.dpo, seed)
+    if not is_main_process():
+        return out
     save_trained(result.model, tokenizer, section.method, out)
     shutil.copy(Path(out_dir) / "train" / "loss.json", Path(out_dir) / "loss.json")
     shutil.rmtree(Path(out_dir) / "train")
@@ -142,4 +145,5 @@ def dpo_job(spec: dict, out_dir: Path) -> None:
     if not (Path(out_dir) / "model" / "config.json").is_file():
         model, tokenizer = specs.load(spec["reference"], root, training=True)
         dpo_finetune(model, tokenizer, spec["pairs"], section, spec["seed"], Path(out_dir))
-    (Path(out_dir) / "data.json").write_text(json.dumps({"n_pairs": len(spec["pairs"])}))
+    if is_main_process():
+        (Path(out_dir) / "data.json").write_text(json.dumps({"n_pairs": len(spec["pairs"])}))

@@ -88,7 +88,7 @@ def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int | No
 
 def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, template: str = "default",
              max_new_tokens: int = 256, k: int = 1, temperature: float = 0.0, seed: int = 0,
-             batch_size: int = 32, store=None, model_id: str = "",
+             batch_size: int = 32, store=None, model_id: str = "", backend: str = "hf",
              generate_fn: GenerateFn | None = None) -> EvalResult:
     """Generate k completions per problem, grade them, and summarise (see the module doc).
 
@@ -101,7 +101,7 @@ def evaluate(model, tokenizer, task: Task, problems: Sequence[Problem], *, templ
         raise ValueError("evaluate: k > 1 with temperature 0 would repeat one greedy completion")
     stop = get_template(task.name, template).stop
     sampling = SamplingParams(k=k, temperature=temperature, max_new_tokens=max_new_tokens,
-                              stop=tuple(stop), seed=seed, batch_size=batch_size)
+                              stop=tuple(stop), seed=seed, batch_size=batch_size, backend=backend)
     if generate_fn is None:
         def generate_fn(prompts, sampling):
             return sample(model, tokenizer, prompts, sampling, store=store, model_id=model_id,
@@ -177,8 +177,9 @@ def unparsed_rate(record: dict[str, Any]) -> float:
 def evaluate_job(spec: dict, out_dir: Path) -> None:
     """A `cotrepro.jobs` job: spec = {"model": model ref, "task": TaskSection dict, "data": DataSection
     dict or None, "split", "n", "problem_seed", "max_new_tokens", "batch_size", "samples",
-    "temperature", "seed"}; writes `outcomes.json`. Generation resumes from `generations.jsonl`."""
+    "temperature", "seed", "backend"}; writes `outcomes.json`. Generation resumes from `generations.jsonl`."""
     from cotrepro import specs
+    from cotrepro.generate import load_for
     from cotrepro.params import from_dict
     from cotrepro.quiet import quiet_libraries
     from cotrepro.sections import DataSection, TaskSection
@@ -188,11 +189,11 @@ def evaluate_job(spec: dict, out_dir: Path) -> None:
     task_section = from_dict(TaskSection, spec["task"])
     data = from_dict(DataSection, spec["data"]) if spec.get("data") else None
     problems = specs.problems(task_section, data, spec["split"], spec["n"], spec["problem_seed"])
-    model, tokenizer = specs.load(spec["model"], root)
+    model, tokenizer = load_for(spec.get("backend", "hf"), spec["model"], root)
     result = evaluate(model, tokenizer, specs.get_task(task_section), problems, template=task_section.template,
                       max_new_tokens=spec["max_new_tokens"], k=spec["samples"], temperature=spec["temperature"],
                       seed=spec["seed"], batch_size=spec["batch_size"], store=Path(out_dir) / "generations.jsonl",
-                      model_id="evaluated")
+                      model_id="evaluated", backend=spec.get("backend", "hf"))
     (Path(out_dir) / "outcomes.json").write_text(json.dumps(outcomes(result)))
 
 

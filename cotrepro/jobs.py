@@ -229,22 +229,12 @@ def per_device_spec(spec: dict, processes: int) -> dict:
     return out
 
 
-class _RankFinished(Exception):
-    """Raised on ranks other than 0 when the job reaches its final save (see `_run_ranks`)."""
-
-
-# The final saves of the fine-tune jobs: under DDP only rank 0 may run them. `finetune` and
-# `dpo_finetune` call these after training, then copy loss.json out of train/ and delete train/,
-# on every rank; a rank other than 0 is stopped at this call instead (`_run_ranks`).
-_RANK_ZERO_ONLY = ("cotrepro.train:save_trained", "cotrepro.dpo:save_trained")
-
-
 def _run_ranks(target: str, spec: dict, out: str, threads: int) -> None:
     """One rank of a job launched on several processes: `_run_one`'s protocol, made rank-safe.
 
     Rank 0 holds the job's lock, makes the partial folder and writes spec.json; every rank runs the
-    job function in that folder (the Trainer shards the batches and all-reduces the gradients); a
-    rank other than 0 stops when it reaches the final save; rank 0 saves, writes DONE and renames.
+    job function in that folder (the Trainer shards the batches and all-reduces the gradients);
+    only rank 0 writes the results (`train.is_main_process`), then DONE, and renames the folder.
     Before training, rank 0 deletes incomplete checkpoints, so the ranks agree on where to resume.
     """
     import fcntl
@@ -265,25 +255,21 @@ def _run_ranks(target: str, spec: dict, out: str, threads: int) -> None:
         done = is_done(out_dir)
         if not done:
             partial.mkdir(exist_ok=True)
-            (partial / "spec.json").write_text(json.dumps({"target": target, "spec": spec, "processes": state.num_processes},
-                                                          indent=1, default=str))
+            record = {"target": target, "spec": spec, "processes": state.num_processes}
+            (partial / "spec.json").write_text(json.dumps(record, indent=1, default=str))
             from cotrepro.train import last_checkpoint
 
             last_checkpoint(partial / "train")  # deletes incomplete checkpoints now, on one rank
     flag = [done]
     torch.distributed.broadcast_object_list(flag, src=0)
     if flag[0]:
+        if lock is not None:
+            lock.close()
         return
     module, function = target.split(":")
     job = getattr(importlib.import_module(module), function)
     if not state.is_main_process:
-        for name in _RANK_ZERO_ONLY:
-            owner, attribute = name.split(":")
-            setattr(importlib.import_module(owner), attribute, _stop_rank)
-        try:
-            job(spec, partial)
-        except _RankFinished:
-            pass
+        job(spec, partial)
         return
     try:
         job(spec, partial)
@@ -293,10 +279,6 @@ def _run_ranks(target: str, spec: dict, out: str, threads: int) -> None:
         os.replace(partial, out_dir)
     finally:
         lock.close()
-
-
-def _stop_rank(*args, **kwargs):
-    raise _RankFinished
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -74,7 +74,37 @@ def locate(params_file: str | Path, run_root: str | Path | None = None) -> StepR
     params_file = paths.resolve(params_file)
     step, params = steps.load(params_file)
     root = paths.run_root(run_root)
-    return StepRun(step, params, params_file, RunDir.locate(step.name, params, root), root)
+    return StepRun(step, params, params_file, RunDir.locate(step.name, params, root, inputs(params, params_file, root)),
+                   root)
+
+
+def inputs(params, params_file: Path, root: Path) -> dict:
+    """What a step's results depend on besides its params, so that a changed input gives a new
+    run folder instead of stale results: the files of each micro-world model the params name
+    (`world.model_identity`), the shipped world as a whole for step 01, and the run of each
+    upstream step (`traces_from`, `scaling_from`), whose folder name carries its own inputs."""
+    from cotrepro import world
+    from cotrepro.params import to_dict
+
+    found: dict = {}
+
+    def scan(value) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                scan(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                scan(v)
+        elif isinstance(value, str) and value.startswith("micro:"):
+            found[value] = world.model_identity(value.split(":", 1)[1])
+
+    scan(to_dict(params))
+    if getattr(params, "world_dir", None) and getattr(params, "rebuild", True) is None:
+        found["world"] = world.check(paths.resolve(params.world_dir))
+    for field in ("traces_from", "scaling_from"):
+        if getattr(params, field, None):
+            found[field] = locate(step_params_file(params_file, getattr(params, field), field), root).path.name
+    return dict(sorted(found.items()))
 
 
 def open_step(params_file: str | Path, run_root: str | Path | None = None, step: str | None = None) -> StepRun:
@@ -84,7 +114,7 @@ def open_step(params_file: str | Path, run_root: str | Path | None = None, step:
     if step is not None and run.step.name != step:
         raise ParamsError(f"{paths.shown(run.params_file)}: step: the file is for {run.step.name!r}, but this "
                           f"notebook runs {step!r} (use params/<scale>/{steps.get_step(step).stem}.yaml)")
-    RunDir.open(run.step.name, run.params, run.root)
+    RunDir.open(run.step.name, run.params, run.root, inputs=inputs(run.params, run.params_file, run.root))
     compute = getattr(run.params, "compute", None)
     if compute is not None:
         import torch

@@ -69,6 +69,9 @@ class EvalSection:
 
     max_new_tokens: int = param(256, "longest completion; must cover the longest gold solution", ge=1)
     batch_size: int = param(64, "sequences per generate call (does not change the outputs)", ge=1)
+    backend: Literal["hf", "vllm", "auto"] = param("hf", "as sampling.backend: hf, vllm or auto (greedy "
+                                                         "completions are the same on hf and vllm)",
+                                                   choices=("hf", "vllm", "auto"))
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,10 @@ class StepValueParams:
                          "when the value is only used as 'Q > 0 or not' (bench/bench_stepvalues.py)",
         choices=("exhaustive", "early_stop", "first_success"))
     temperature: float = param(1.0, "rollout temperature", gt=0.0)
+    zero_after: int | None = param(None, "first_success only: a prefix whose first this many rollouts all fail counts as "
+                                         "Q = 0 without drawing the rest (null = all `rollouts`, exact); an "
+                                         "approximation whose agreement with exhaustive rollouts "
+                                         "bench/bench_stepvalues.py measures", ge=1)
     max_new_tokens: int = param(256, "longest rollout", ge=1)
     batch_size: int = param(256, "rollouts per forward pass", ge=1)
 

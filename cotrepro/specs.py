@@ -42,7 +42,7 @@ def identity(ref: dict) -> dict:
     if name.startswith("micro:"):
         from cotrepro import world
 
-        return {**spec, "world": world.check()}
+        return {**spec, "world": world.model_identity(name.split(":", 1)[1])}
     if name.startswith("tiny:"):
         return {**spec, "tiny_version": TINY_VERSION}
     return spec

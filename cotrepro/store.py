@@ -163,20 +163,22 @@ class RunDir:
     path: Path
 
     @classmethod
-    def locate(cls, step: str, params: Any, root: str | Path | None = None) -> RunDir:
-        """The run directory of `step` under these params (not created)."""
+    def locate(cls, step: str, params: Any, root: str | Path | None = None, inputs: dict | None = None) -> RunDir:
+        """The run directory of `step` under these params (not created). `inputs`: what else the
+        results depend on (model files, upstream runs), hashed with the params when given."""
         from cotrepro.params import to_dict
 
-        return cls(Path(root or DEFAULT_ROOT) / step / stable_hash(to_dict(params)))
+        key = to_dict(params) if not inputs else {"params": to_dict(params), "inputs": inputs}
+        return cls(Path(root or DEFAULT_ROOT) / step / stable_hash(key))
 
     @classmethod
     def open(cls, step: str, params: Any, root: str | Path | None = None,
-             seeds: Iterable[int] = ()) -> RunDir:
+             seeds: Iterable[int] = (), inputs: dict | None = None) -> RunDir:
         """Create (or reopen) the run directory of `step` under these params."""
         from cotrepro import __version__
         from cotrepro.params import to_dict
 
-        run = cls.locate(step, params, root)
+        run = cls.locate(step, params, root, inputs)
         run.path.mkdir(parents=True, exist_ok=True)
         params_file = run.path / "params.yaml"
         if not params_file.exists():

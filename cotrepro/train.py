@@ -20,6 +20,7 @@ import math
 import re
 import shutil
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,30 @@ def trainer_kwargs(params: TrainParams, out_dir: Path, seed: int) -> dict:
         warmup_steps=params.warmup_ratio,  # transformers reads a float below 1 as a share of the steps
         weight_decay=params.weight_decay, lr_scheduler_type=params.lr_scheduler, seed=seed, data_seed=seed,
         logging_steps=1, save_strategy="steps", save_steps=params.save_steps, save_total_limit=2,
-        bf16=bf16, fp16=False, use_cpu=not on_gpu, activation_checkpointing=params.gradient_checkpointing,
+        bf16=bf16, fp16=False, use_cpu=not on_gpu, **{_checkpointing_argument(): params.gradient_checkpointing},
         max_length=params.max_length, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
     )
+
+
+@cache
+def _checkpointing_argument() -> str:
+    """TrainingArguments' name for activation checkpointing: `activation_checkpointing` from
+    transformers 5.23, `gradient_checkpointing` before (the engines environment pins 5.19, the
+    newest vLLM allows; the old name is a deprecated alias in newer releases)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def is_main_process() -> bool:
+    """False on the ranks other than 0 of a multi-process launch: only rank 0 writes results."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -171,6 +193,8 @@ def finetune(model, tokenizer, examples: list[dict], section: FinetuneSection, s
         return out
     model = prepare(model, section.method, section.lora, seed)
     result = sft(model, tokenizer, examples, section.train, Path(out_dir) / "train", seed)
+    if not is_main_process():
+        return out
     save_trained(result.model, tokenizer, section.method, out)
     shutil.copy(Path(out_dir) / "train" / "loss.json", Path(out_dir) / "loss.json")
     shutil.rmtree(Path(out_dir) / "train")  # checkpoints are only for resuming
@@ -190,7 +214,8 @@ def finetune_job(spec: dict, out_dir: Path) -> None:
     if not (Path(out_dir) / "model" / "config.json").is_file():
         model, tokenizer = specs.load(spec["base"], root, training=True)
         finetune(model, tokenizer, spec["examples"], section, spec["seed"], Path(out_dir))
-    (Path(out_dir) / "data.json").write_text(json.dumps({"n_examples": len(spec["examples"])}))
+    if is_main_process():
+        (Path(out_dir) / "data.json").write_text(json.dumps({"n_examples": len(spec["examples"])}))
 
 
 def optimizer_steps(n_examples: int, params: TrainParams) -> float:

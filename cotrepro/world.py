@@ -90,6 +90,17 @@ def _stamp(path: Path) -> tuple[int, int]:
     return (st.st_size, st.st_mtime_ns)
 
 
+def model_identity(role: str, world_dir: Path = WORLD_DIR) -> str:
+    """A hash of the sha256 of the files of one model folder (checked): what a job that uses that
+    model keys on, so rebuilding another model of the world keeps its stored results."""
+    check(world_dir)
+    files = manifest(world_dir)["files"]
+    mine = {name: digest for name, digest in files.items() if name.startswith(f"{role}/")}
+    if not mine:
+        model_dir(role, world_dir)  # the one-line error naming the models there
+    return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def model_dir(role: str, world_dir: Path = WORLD_DIR) -> Path:
     check(world_dir)
     if not (Path(world_dir) / role / "config.json").is_file():

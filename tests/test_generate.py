@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cotrepro.generate import (DecodeBackend, GenerateBackend, SamplingParams, SeededSampler, make_backend,
+from cotrepro.generate_baseline import GenerateBackend, SeededSampler
+from cotrepro.generate import (DecodeBackend, SamplingParams, make_backend,
                                row_seeds, sample, sample_range, truncate_at_stop)
 from cotrepro.models import load_model
 from cotrepro.stepvalues import Rollout

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from cotrepro.pairs import per_step_pairs
-from cotrepro.generate import GenerateBackend, SamplingParams, sample_range
+from cotrepro.generate import SamplingParams, sample_range
+from cotrepro.generate_baseline import GenerateBackend
 from cotrepro.sections import StepValueParams
 from cotrepro.stepvalues import STRATEGIES, Rollout, step_prefixes, step_values, value_traces
 from cotrepro.tasks.base import Problem, Verdict

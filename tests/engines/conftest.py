@@ -20,6 +20,12 @@ if os.environ.get("COTREPRO_ENGINE_TESTS") != "1":
     collect_ignore_glob = ["*.py"]
 else:
     sys.path.insert(0, str(HERE))  # the helpers (_micro.py) import from here
+    # One torch thread, as the package's jobs run (ComputeSection.threads): two OpenMP threads on a
+    # 2-core machine shared with other work spin-wait, and built the micro model 10x slower here.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

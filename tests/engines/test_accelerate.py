@@ -13,8 +13,9 @@ batch of it), the SFT loss is normalised by the token count over all ranks (tran
 `average_tokens_across_devices`) and the DPO loss is a per-pair mean over equal halves, so the
 two runs compute the same quantities in another order: fp32 sums over 2 ranks and shorter padded
 batches. Measured here: 9e-8 (SFT) and 5e-7 (DPO) relative over the 8 steps; rtol 1e-5 leaves
-a 20x margin for other CPUs' kernels. A rank that trained on the wrong shard, a global batch
-twice as large, or a per-rank loss normalisation changes the curve by percents.
+a 20x margin for other CPUs' kernels. A rank that trained on other examples, a global batch
+twice as large (half the steps), or a per-rank loss normalisation (the halves hold different
+token counts) moves the curve by far more than float rounding does.
 """
 
 from __future__ import annotations
@@ -126,3 +127,12 @@ def test_per_device_spec_keeps_the_global_batch():
     assert jobs.per_device_spec(spec, 8)["finetune"]["train"] == {"batch_size": 4, "grad_accum": 2}
     with pytest.raises(ValueError, match="cannot be split"):
         jobs.per_device_spec({"dpo": {"train": {"batch_size": 3, "grad_accum": 5}}}, 2)
+
+
+def test_one_launched_process_is_the_in_process_run(runs, micro_base, tmp_path):
+    """processes 1: `accelerate launch --cpu --num_processes 1 -m cotrepro.jobs` runs the job as
+    `_run_one` does in this process: the same curve to the bit."""
+    batch, single, _ = runs
+    [folder] = jobs.run_jobs([batch[0]], tmp_path, progress=False, launcher="accelerate", processes=1)
+    assert curve(folder) == curve(single[0])
+    assert json.loads((folder / "spec.json").read_text())["spec"] == batch[0].spec

@@ -9,7 +9,10 @@
   folder) or the folder; a PeftModel is refused (LoRA reaches vLLM as merged weights).
 
 The micro model (`_micro.py`) is a trained two-layer Llama with head_dim 32. Each vLLM session
-runs in its own process (`_vllm_run.py`): about 25 to 100 s of engine start-up each here.
+runs in its own process in the engines environment (`_vllm_run.py`; eager mode, no compilation:
+25 to 40 s of engine start-up each here). The hf reference runs in this process, in the main
+environment: the engines environment's transformers (< 5.20) breaks the hf backend
+(test_environment.py says where).
 """
 
 from __future__ import annotations
