@@ -37,8 +37,11 @@ ASSUMED_VLLM_SCALE = 29_000
 SET_SIZE = {"micro": 1000, "smoke": 12, "paper": 600}  # matched H/G/W problems before step 02 ran
 
 
+MAX_RATE = 100_000  # tokens/s: a micro model is bound by per-step overhead, not by its weights
+
+
 def _vllm_rate(billions: float) -> float:
-    return ASSUMED_VLLM_SCALE / billions ** 0.9
+    return min(MAX_RATE, ASSUMED_VLLM_SCALE / billions ** 0.9)
 
 
 def _cost(params_file: Path):
@@ -48,8 +51,14 @@ def _cost(params_file: Path):
     return step, P, importlib.import_module(step.module).cost(P, SET_SIZE[P.scale])
 
 
+MICRO_BILLIONS = 0.001  # micro:/tiny: models (under a million parameters): an upper bound
+
+
 def _billions(spec) -> float | None:
-    return BILLIONS.get(spec.name) if spec is not None else None
+    if spec is None:
+        return None
+    name = spec if isinstance(spec, str) else spec.name
+    return MICRO_BILLIONS if name.startswith(("micro:", "tiny:")) else BILLIONS.get(name)
 
 
 def _sizes(P, params_file: Path) -> tuple[float | None, float | None]:
@@ -61,13 +70,15 @@ def _sizes(P, params_file: Path) -> tuple[float | None, float | None]:
 
         _, upstream = steps.load(step_params_file(params_file, P.scaling_from, "scaling_from"))
         student = _billions(upstream.student)
+    if student is None and getattr(P, "models", None):  # step 08: the star-graph models it fine-tunes
+        student = max((_billions(m) or 0.0) for m in P.models) or None
     teacher = _billions(getattr(P, "teacher", None) or getattr(P, "paraphraser", None))
     return student, teacher
 
 
 def _gpu_hours(P, cost, task: str, params_file: Path) -> str:
     if not (cost.train_examples or cost.generated_tokens or cost.teacher_tokens):
-        return "no GPU work (grading or reading stored results only)"
+        return "0 GPU-hours (grading or reading stored results only: CPU work)"
     student, teacher = _sizes(P, params_file)
     needed = [b for b, used in ((student, cost.train_examples or cost.generated_tokens), (teacher, cost.teacher_tokens))
               if used]

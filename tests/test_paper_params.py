@@ -158,9 +158,6 @@ def test_plan_reports_gpu_hours_for_every_step_with_a_model():
             assert re.search(r"estimate +[\d.]+ GPU-hours on one H200", block), block
 
 
-@pytest.mark.xfail(strict=True, reason="library gap: cotrepro.plan sizes a step by its student/teacher only, so steps "
-                                       "00, 07 (step 06's SFT model), 08 (the star-graph models) and 90 get 'unknown' "
-                                       "instead of GPU-hours")
 def test_plan_reports_gpu_hours_for_steps_without_a_student_or_teacher():
     blocks = _plan_blocks()
     for stem, block in blocks.items():

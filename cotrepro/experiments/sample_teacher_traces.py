@@ -56,13 +56,13 @@ def cost(P: Params, set_size: int = 0) -> Cost:
 def sample_traces(P: Params, problems: Sequence[Problem], store, root) -> list[dict]:
     """`sampling.k` teacher traces per problem (resumable through `store`), each graded."""
     from cotrepro import specs
-    from cotrepro.generate import sample
+    from cotrepro.generate import load_for, sample
     from cotrepro.grade import grade_problems
     from cotrepro.tasks.prompts import get_template
 
     task = specs.get_task(P.task)
     sampling = replace(P.sampling, stop=tuple(dict.fromkeys(P.sampling.stop + get_template(task.name, P.task.template).stop)))
-    model, tokenizer = specs.load(P.teacher, root)
+    model, tokenizer = load_for(sampling.backend, specs.spec_ref(P.teacher), root)
     prompts = [task.prompt(p, P.task.template) for p in problems]
     outputs = sample(model, tokenizer, prompts, sampling, store=store, model_id=f"teacher:{P.teacher.name}")
     flat = [(p, i, c) for p, completions in zip(problems, outputs) for i, c in enumerate(completions)]
