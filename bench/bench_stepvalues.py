@@ -62,6 +62,7 @@ def main() -> None:
     results = {}
     for name, strategy, zero_after in (("exhaustive", "exhaustive", None), ("early_stop", "early_stop", None),
                                        ("first_success (exact)", "first_success", None),
+                                       ("first_success, zero after 12", "first_success", 12),
                                        ("first_success, zero after 8", "first_success", 8),
                                        ("first_success, zero after 4", "first_success", 4), ("bisect", "bisect", None)):
         started = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -312,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cotrepro {args.command}: interrupted: finished work is stored; rerun the same command to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cotrepro world --json | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ sometimes right and sometimes wrong. The micro world plays that part on CPU, on 
   of the same family is. Its wrong traces are its own mistakes: nothing is injected. It has also
   practised rewriting a human solution given as a hint into its own style (the paraphrase prompt
   of SoT-4), as an instruction-tuned model can follow "rewrite this".
-- **Star-graph model** (Bachmann and Nagarajan 2024): trained from scratch with teacher forcing on
-  gold paths, one token per node label. It learns the edge lookup of the later steps and leaves
-  the first step, which needs planning, near chance: the "Clever Hans" shortcut (ST-8).
+- **Star-graph models** (Bachmann and Nagarajan 2024; Llama, 3 layers, 0.19M parameters, one per
+  seed): trained from scratch with teacher forcing on gold paths in their text format, one
+  token per node label (a label and the comma after it read as one token, so the later steps
+  are a plain lookup). They learn the edge lookup of the later steps and leave the first step,
+  which needs planning, near chance: the "Clever Hans" shortcut (ST-8).
 
 `build_world(params, out_dir)` trains all three and writes each as a `save_pretrained` folder
 (model and tokenizer) with its loss and accuracy curves, and `world.json`: the params and their
@@ -76,11 +78,11 @@ class StarWorldParams:
     path_length: int = param(5, "nodes on a path from the center to a leaf, both included", ge=2)
     n_nodes: int = param(50, "distinct node labels, one token each", ge=3)
     model: MicroModelParams = param(help="model shape", default_factory=lambda: MicroModelParams(
-        arch="llama", n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_ff=384, max_seq_len=96))
+        arch="llama", n_layers=3, d_model=64, n_heads=4, n_kv_heads=2, d_ff=256, max_seq_len=96))
     n_train: int = param(50_000, "training graphs (Bachmann and Nagarajan: 200,000)", ge=1)
-    steps: int = param(3000, "optimizer steps (loss on the path only: teacher forcing)", ge=1)
+    steps: int = param(6000, "optimizer steps (loss on the path only: teacher forcing)", ge=1)
     batch_size: int = param(64, "graphs per optimizer step", ge=1)
-    lr: float = param(1e-3, "peak learning rate", gt=0.0)
+    lr: float = param(3e-3, "peak learning rate", gt=0.0)
     seeds: tuple[int, ...] = param((0, 1, 2), "one model per training seed (folders stargraph-s<seed>): the "
                                               "SFT arm of ST-8 has a seed spread like every other arm", ge=0)
 
@@ -282,7 +284,7 @@ def star_accuracy(model, tokenizer, problems) -> dict:
     nexts = sample(model, tokenizer, contexts, SamplingParams(max_new_tokens=1, batch_size=64), progress=False)
     first, later = [], []
     for (i, j), out in zip(owners, nexts):
-        hit = out[0].strip() == problems[i].answer.split(",")[j]
+        hit = out[0].strip().rstrip(",") == problems[i].answer.split(",")[j]  # one token: "7," or the last "7"
         (first if j == 1 else later).append(hit)
     return {"accuracy": sum(task.verify(p, c).correct for p, c in zip(problems, paths)) / len(problems),
             "first_step": sum(first) / len(first), "later_steps": sum(later) / len(later)}
@@ -345,7 +347,13 @@ def build_star_models(params: WorldParams, out_dir: Path) -> dict:
 
     s = params.stargraph
     task = StarGraphTask(degree=s.degree, path_length=s.path_length, n_nodes=s.n_nodes)
-    tokenizer = build_symbol_tokenizer([str(i) for i in range(s.n_nodes)] + list(",|/=\n"))
+    # A label and its comma are one token ("12,"): an edge "12,7" then puts its end right after its
+    # start, so the lookup of the later steps is a plain induction (find the current node's
+    # "12,", copy what follows). With a separate comma the end is two tokens after the start, the
+    # same distance as the next edge's start from this one's end, and the models of LOG.md
+    # (2026-12-01, p4 and p5) stayed at 44-50% on the later steps.
+    labels = [str(i) for i in range(s.n_nodes)]
+    tokenizer = build_symbol_tokenizer(labels + [f"{label}," for label in labels] + list(",|/=\n"), label_comma=True)
     test = task.load("test", limit=params.n_eval, seed=params.seed)
     reports = {}
     for seed in s.seeds:

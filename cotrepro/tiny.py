@@ -54,18 +54,21 @@ def build_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path | Non
     return _wrap(tokenizer, out_dir)
 
 
-def build_symbol_tokenizer(words: list[str], out_dir: str | Path | None = None):
+def build_symbol_tokenizer(words: list[str], out_dir: str | Path | None = None, label_comma: bool = False):
     """A tokenizer with exactly one token per word of `words` (and per special token).
 
     Text is cut into runs of digits and single other characters, so "12,7|33" reads as the five
     tokens 12 , 7 | 33: one token per node label, as Bachmann and Nagarajan's star-graph models
-    see their graphs. A piece outside `words` is an error at encoding time, never silently split.
+    see their graphs. With `label_comma`, a run of digits and the comma right after it are one
+    token ("12," 7 | 33), as a BPE vocabulary often merges them: `words` must then hold "12,"
+    too. A piece outside `words` is an error at encoding time, never silently split.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
     vocab = {token: i for i, token in enumerate([PAD, BOS, EOS, *dict.fromkeys(words)])}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"\d+|\D"), behavior="isolated")
+    pieces = r"\d+,?|\D" if label_comma else r"\d+|\D"
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(pieces), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()
     return _wrap(tokenizer, out_dir)
 

@@ -155,7 +155,9 @@ def rebuild(out_dir: str | Path, smoke: bool = False, command: str = "") -> dict
     `smoke`) into `out_dir`, export its test problems and hash every file. A model already built
     there (its `curves.json` is written last) is kept, so a killed build resumes."""
     from cotrepro.micro import WorldParams, build_world
+    from cotrepro.quiet import quiet_libraries
 
+    quiet_libraries()  # the loss and accuracy curves are kept; per-save progress bars are noise
     params = smoke_world() if smoke else WorldParams()
     out_dir = Path(out_dir)
     report = build_world(params, out_dir)
