@@ -32,9 +32,15 @@ def write_table(rows: Sequence[dict], name: str, out: Path, floatfmt: str = ".4f
     import pandas as pd
 
     df = pd.DataFrame(list(rows))
+    for column in df.columns:  # counts stay counts ("1000", not "1000.0000")
+        values = pd.to_numeric(df[column], errors="coerce")
+        if df[column].dtype.kind == "f" and values.notna().any() and (values.dropna() % 1 == 0).all() \
+                and values.dropna().abs().max() > 1:
+            df[column] = values.astype("Int64")
     out.mkdir(parents=True, exist_ok=True)
     md, csv = out / f"{name}.md", out / f"{name}.csv"
-    md.write_text(df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    shown = df.astype(object).where(df.notna(), None)  # a missing value reads "–", not nan or <NA>
+    md.write_text(shown.to_markdown(index=False, floatfmt=floatfmt, missingval="–") + "\n")
     df.to_csv(csv, index=False)
     return [md, csv]
 
@@ -183,7 +189,7 @@ def sample_teacher_traces(run, out: Path) -> list[Path]:
     acc = summary["teacher_accuracy"]
     rows = [{"measure": "teacher accuracy (share of traces with a correct answer)", "value": acc[0], "low": acc[1],
              "high": acc[2], "n": summary["n_traces"]}]
-    rows += [{"measure": f"set size {k}", "value": v, "low": None, "high": None, "n": v}
+    rows += [{"measure": f"set size {k} (problems)", "value": None, "low": None, "high": None, "n": v}
              for k, v in summary["set_sizes"].items()]
     written = write_table(rows, f"{run.label}_traces", out)
     fig, ax = _figure()

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from cotrepro import world
-from cotrepro.micro import ArithWorldParams, WorldParams, build_corpora, build_world, train_from_scratch
+from cotrepro.micro import ArithWorldParams, WorldParams, build_corpora, build_world
+from cotrepro.pretrain import train_from_scratch
 from cotrepro.models import load_model
 from cotrepro.tasks import arith
 from cotrepro.tiny import MicroModelParams, build_micro_model, build_word_tokenizer

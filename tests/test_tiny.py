@@ -67,6 +67,16 @@ def test_symbol_tokenizer_reads_one_token_per_node_label():
     assert len(tokenizer) == 3 + 50 + 5
 
 
+def test_symbol_tokenizer_can_read_a_label_and_its_comma_as_one_token():
+    labels = [str(i) for i in range(50)]
+    tokenizer = build_symbol_tokenizer(labels + [f"{label}," for label in labels] + list(",|/=\n"), label_comma=True)
+    ids = tokenizer("12,7|33,12/33,7=33,12,7")["input_ids"]
+    pieces = [tokenizer.decode([i]) for i in ids[1:]]
+    # an edge's end follows its start directly; the end of an edge ("7") differs from a start ("7,")
+    assert pieces == ["12,", "7", "|", "33,", "12", "/", "33,", "7", "=", "33,", "12,", "7"]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "12,7|33,12/33,7=33,12,7"
+
+
 @pytest.mark.parametrize("arch", ["qwen2", "llama", "gemma2"])
 def test_tiny_random_model_is_deterministic_and_saves_like_a_checkpoint(arch, tmp_path):
     model, tokenizer = tiny_random_model(arch, tmp_path)
