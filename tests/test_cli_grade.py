@@ -177,8 +177,10 @@ def wait_for_a_worker(group: int, limit_s: float = 30) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the workers")
 def test_ctrl_c_writes_nothing_and_promises_no_resume(folder):
+    # 20 programs of 5 s each: the interrupt lands mid-run even when a loaded machine is slow to
+    # start the worker (with 3, a first run on a fresh environment once finished before it)
     write_jsonl(folder / "mbpp.jsonl", [{**MBPP_BASE, "task_id": i, "completion": ENDLESS_PROGRAM}
-                                        for i in range(1, 4)])
+                                        for i in range(1, 21)])
     (folder / "graded.jsonl").write_text("an earlier result\n")
     env = {**os.environ, ALLOW_ENV: "1"}
     process = subprocess.Popen([str(COTREPRO), "grade", "mbpp", "mbpp.jsonl", "--workers", "1",

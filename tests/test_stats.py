@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from cotrepro import stats
-from cotrepro.stats import (Interval, MultiplierInterval, PowerLaw, binomial_ci, both, bootstrap_ci,
-                            bootstrap_multiplier, cluster_bootstrap_ci, cluster_share_ci, diff_ci,
-                            exponent_ci, fit_power_law, hier_diff_ci, hier_mean_ci, iso_error_multiplier,
-                            iso_error_n, monotone_errors, multiplier, noninferiority, nonsuperiority,
-                            power_law_fit_check, two_level_bootstrap, verdict)
+from cotrepro.multipliers import (MultiplierInterval, PowerLaw, bootstrap_multiplier, exponent_ci, fit_power_law,
+                                  iso_error_n, monotone_errors, multiplier,
+                                  power_law_fit_check)
+from cotrepro.stats import (Interval, binomial_ci, both, bootstrap_ci, cluster_bootstrap_ci, cluster_share_ci,
+                            diff_ci, hier_diff_ci, hier_mean_ci, noninferiority, nonsuperiority,
+                            two_level_bootstrap, verdict)
 
 TWO_LEVEL = "two-level bootstrap (seeds, then problems)"
 
@@ -68,15 +69,8 @@ def test_power_law_rejects_zero_error():
         fit_power_law([1, 2], [0.5, 0.0])
 
 
-def test_deprecated_fitted_curve_multiplier_still_matches_analytical_value():
-    fit = fit_power_law([100, 200, 400, 800], PowerLaw(0.5, 0.1)([100, 200, 400, 800]))
-    with pytest.warns(DeprecationWarning):
-        # a method on 1000 problems at the error SFT reaches on 8000 problems: multiplier 8
-        assert iso_error_multiplier(fit, 1000, 0.5 * 8000 ** -0.1) == pytest.approx(8.0, rel=1e-9)
-        # a method no better than SFT at its own size: multiplier 1
-        assert iso_error_multiplier(fit, 300, 0.5 * 300 ** -0.1) == pytest.approx(1.0, rel=1e-9)
-        assert math.isnan(iso_error_multiplier(PowerLaw(0.5, -0.1), 100, 0.3))
-    assert PowerLaw(0.96, 1e-6).inverse(0.5) == math.inf  # overflow is inf, not an exception
+def test_power_law_inverse_overflows_to_inf_not_an_exception():
+    assert PowerLaw(0.96, 1e-6).inverse(0.5) == math.inf
 
 
 def test_bootstrap_ci_covers_mean_and_narrows_with_n():
