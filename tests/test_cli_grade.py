@@ -177,8 +177,7 @@ def wait_for_a_worker(group: int, limit_s: float = 30) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the workers")
 def test_ctrl_c_writes_nothing_and_promises_no_resume(folder):
-    # 20 programs of 5 s each: the interrupt lands mid-run even when a loaded machine is slow to
-    # start the worker (with 3, a first run on a fresh environment once finished before it)
+    # 20 programs of 5 s each, so the interrupt lands mid-run on a slow machine too
     write_jsonl(folder / "mbpp.jsonl", [{**MBPP_BASE, "task_id": i, "completion": ENDLESS_PROGRAM}
                                         for i in range(1, 21)])
     (folder / "graded.jsonl").write_text("an earlier result\n")
@@ -186,7 +185,10 @@ def test_ctrl_c_writes_nothing_and_promises_no_resume(folder):
     process = subprocess.Popen([str(COTREPRO), "grade", "mbpp", "mbpp.jsonl", "--workers", "1",
                                 "-o", "graded.jsonl"], cwd=folder, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)  # its own process group, as a terminal's
+                               start_new_session=True,  # its own process group, as a terminal's
+                               # a shell's background job ignores SIGINT and its children inherit
+                               # that; a terminal's foreground command does not
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_a_worker(process.pid)  # then its first program runs for 5 s
     time.sleep(0.5)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
