@@ -151,6 +151,16 @@ def accuracy_rows(results: Mapping[str, list[dict]]) -> list[dict]:
     return rows
 
 
+def accuracy_summary(results: Mapping[str, list[dict]]):
+    """`accuracy_rows` averaged over seeds, one row per condition (a DataFrame; empty, with the
+    same columns, when nothing was trained)."""
+    import pandas as pd
+
+    numbers = ["n_test", "accuracy", "parsed_accuracy", "unparsed"]
+    rows = pd.DataFrame(accuracy_rows(results), columns=["condition", "seed", *numbers])
+    return rows.astype(dict.fromkeys(numbers, float)).groupby("condition", sort=False)[numbers].mean()
+
+
 def mean_unparsed(records: Sequence[dict]) -> float:
     return float(np.mean([evaluate.unparsed_rate(r) for r in records]))
 

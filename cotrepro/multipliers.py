@@ -291,7 +291,8 @@ def bootstrap_multiplier(sft: Mapping[int, np.ndarray], method: np.ndarray, n_me
     method independently and one set of problem indices for all (as `two_level_bootstrap`), then
     reads the method's error off the resampled SFT curve (`multiplier`). No resample is dropped:
     one reading outside the ladder is 0 or inf and stays in the percentiles, so a curve that does
-    not fall gives an extrapolated interval ("inconclusive"), not a conditional one.
+    not fall gives a censored interval (`extrapolated`), never one conditional on the resamples
+    where it fell; `MultiplierInterval.decide` reads its censored ends.
     """
     _check_level(level)
     _check_n_boot(n_boot)

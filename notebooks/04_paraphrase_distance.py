@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,7 +33,7 @@ run_root = "runs"  # where results go, relative to the repository root
 import pandas as pd
 
 from cotrepro import plots, specs
-from cotrepro.conditions import accuracy_rows, best_constant, compact, load_sets
+from cotrepro.conditions import accuracy_summary, best_constant, compact, load_sets
 from cotrepro.experiments import paraphrase_distance as step
 from cotrepro.pipeline import open_step
 
@@ -69,7 +71,7 @@ pd.DataFrame(attempts[:5])[["problem_id", "kept", "reason", "text"]]
 # %%
 results = step.train_p_and_h(P, p_set, h_at_p, run.root)
 run.dir.write_json("outcomes.json", compact(results))
-pd.DataFrame(accuracy_rows(results)).groupby("condition", sort=False).mean(numeric_only=True)
+accuracy_summary(results)
 
 # %% [markdown]
 # SoT-3 and SoT-4 by their tests.

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -32,7 +34,7 @@ run_root = "runs"  # where results go, relative to the repository root
 import pandas as pd
 
 from cotrepro import plots, specs
-from cotrepro.conditions import accuracy_rows, best_constant, compact, load_sets, run_conditions
+from cotrepro.conditions import accuracy_summary, best_constant, compact, load_sets, run_conditions
 from cotrepro.experiments import corrupt_steps as step
 from cotrepro.pipeline import open_step
 
@@ -57,7 +59,7 @@ pd.DataFrame(design)
 results = run_conditions({**sets, "none": None}, P.seeds, student=P.student, finetune=P.finetune, task=P.task,
                          data=P.data, ev=P.eval, compute=P.compute, root=run.root)
 run.dir.write_json("outcomes.json", compact(results))
-pd.DataFrame(accuracy_rows(results)).groupby("condition", sort=False).mean(numeric_only=True)
+accuracy_summary(results)
 
 # %% [markdown]
 # SoT-5 by its test.

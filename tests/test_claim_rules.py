@@ -100,8 +100,9 @@ def test_the_builder_makes_records_the_library_reads():
 # SoT-1, SoT-2 (step 03)
 
 
-def sot12(w: float, g: float, h: float, h_unparsed: float = 0.0, null: str | None = None) -> dict:
-    m = {"none": draw(0.1, 10, seeds=1), "H": draw(h, 11), "G": draw(g, 12), "W": draw(w, 13)}
+def sot12(w: float, g: float, h: float, h_unparsed: float = 0.0, null: str | None = None,
+          base: float = 0.1) -> dict:
+    m = {"none": draw(base, 10, seeds=1), "H": draw(h, 11), "G": draw(g, 12), "W": draw(w, 13)}
     if null == "W=H":
         m["W"] = permuted(m["H"], 14)
     if null == "G=H":
@@ -142,6 +143,17 @@ def test_sot12_not_askable_when_h_did_not_learn_its_format():
         assert verdict_of(rows[claim], claim) == "not askable"
         assert "NOT ASKABLE" in rows[claim]["what"] and "30%" in rows[claim]["what"]
         assert rows[claim]["effect"] is not None  # the effect is shown, no verdict given
+
+
+@pytest.mark.parametrize("base, askable", [(0.75, False), (0.65, True)])
+def test_sot12_not_askable_when_fine_tuning_lowers_every_condition_below_the_base(base, askable):
+    rows = sot12(0.6, 0.7, 0.4, base=base)  # best condition G at 0.7
+    for claim in ("SoT-1", "SoT-2"):
+        assert (verdict_of(rows[claim], claim) == "not askable") == (not askable)
+    if not askable:
+        assert "beats the untuned base" in rows["SoT-1"]["what"]
+    else:
+        assert verdict_of(rows["SoT-1"], "SoT-1") == "reproduced"
 
 
 def test_sot12_h_just_under_the_maximum_is_askable():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -96,8 +95,9 @@ def ran(copy):
     results = []
     for command in readme_commands():
         if not command.startswith(NOT_RUN):
-            results.append((command, subprocess.run(shlex.split(command), cwd=copy, capture_output=True, text=True,
-                                                    env=user_env(copy), timeout=1500)))
+            # through a shell, as a user types it: globs such as params/micro/*.yaml expand
+            results.append((command, subprocess.run(["bash", "-c", command], cwd=copy, capture_output=True,
+                                                    text=True, env=user_env(copy), timeout=1500)))
     return results
 
 

@@ -292,15 +292,18 @@ def test_a_method_identical_to_sft_gets_an_interval_containing_one_at_every_rung
     assert top.share_above > 0.2 and top.high == math.inf and top.extrapolated
 
 
-def test_a_flat_sft_curve_never_reproduces_a_multiplier():
-    # method review section 4, bug 2: the old code said "reproduced" from 5 of 500 resamples
+def test_a_flat_sft_curve_keeps_every_resample_and_reads_censored_ends():
+    # method review section 4, bug 2: the old code dropped the resamples where SFT's curve did not
+    # fall and said "reproduced" from the 5 of 500 it kept. Now every resample stays: one read
+    # above the ladder is inf, and the verdict is what all of them say.
     rng = np.random.default_rng(21)
     flat = {n: bernoulli(rng, 0.30, (3, 1000)) for n in (64, 128, 256, 512, 1024)}
     better = bootstrap_multiplier(flat, bernoulli(rng, 0.45, (3, 1000)), 64)  # accuracy 45% vs 30%
     assert better.estimate == math.inf and better.share_above > 0.97 and better.extrapolated
-    assert better.decide() == "inconclusive" and better.contains(1.0) is None
+    # better than SFT at every rung, in (almost) every resample: more than 16x, above 1
+    assert better.low == math.inf and better.decide() == "reproduced" and better.contains(1.0) is False
     worse = bootstrap_multiplier(flat, bernoulli(rng, 0.15, (3, 1000)), 64)  # error 85% vs 70%
-    assert worse.estimate == 0.0 and worse.share_below > 0.97 and worse.decide() == "inconclusive"
+    assert worse.estimate == 0.0 and worse.share_below > 0.97 and worse.decide() == "not reproduced"
     same = bootstrap_multiplier(flat, bernoulli(rng, 0.30, (3, 1000)), 64, n_boot=500)
     assert same.decide() == "inconclusive"
     assert same.share_below + same.share_above > 0.5  # no resample is dropped, none undefined
@@ -308,7 +311,6 @@ def test_a_flat_sft_curve_never_reproduces_a_multiplier():
 
 
 def test_bootstrap_multiplier_estimate_and_interval():
-    # was the fitted-curve version called as (sft, n, method); now the measured curve, (sft, method, n)
     rng = np.random.default_rng(1)
     n_test = 4000
     curve = PowerLaw(0.8, 0.15)
@@ -319,9 +321,6 @@ def test_bootstrap_multiplier_estimate_and_interval():
     assert ci.low < 4.0 < ci.high
     assert 2.0 < ci.estimate < 8.0
     assert ci.share_above > 0 and ci.high == math.inf and ci.extrapolated  # it can beat SFT at 1600
-    with pytest.warns(DeprecationWarning, match="deprecated"):
-        legacy = bootstrap_multiplier(sft, 200, method, n_boot=300, seed=0)
-    assert legacy == ci
 
 
 def test_bootstrap_multiplier_reads_two_and_eight_inside_a_steep_ladder():
@@ -354,9 +353,10 @@ def test_bootstrap_multiplier_reads_two_and_eight_inside_a_steep_ladder():
 def test_extrapolated_flag(estimate, low, high, extrapolated):
     ci = MultiplierInterval(estimate, low, high, range_low=0.5, range_high=16.0)
     assert ci.extrapolated is extrapolated
-    assert ci.contains(2.0) is (None if extrapolated else low <= 2.0 <= high)
-    if extrapolated:
-        assert ci.decide() == "inconclusive"
+    # a censored end still decides a value inside the ladder (2 here), and the verdict on 1 too
+    assert ci.contains(2.0) is (low <= 2.0 <= high)
+    assert ci.decide() == ("reproduced" if low > 1 else "not reproduced" if high < 1 else "inconclusive")
+    assert ci.contains(32.0) is None and ci.decide(null=32.0) == "inconclusive"  # outside the ladder
 
 
 @pytest.mark.parametrize("low, high, null, expected", [

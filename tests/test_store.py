@@ -93,6 +93,7 @@ def test_run_dir_records_params_and_provenance(tmp_path):
     assert manifest["seeds"] == [0, 1]
     assert manifest["libraries"]["torch"]
     assert "cotrepro_version" in manifest and "git_commit" in manifest
-    assert (run.path / "params.yaml").read_text().startswith("experiment: x")
+    # the step it belongs to first, then the params as given
+    assert (run.path / "params.yaml").read_text() == "step: x\nexperiment: x\nlr: 0.1\n"
     assert RunDir.open("x", params, root=tmp_path).path == run.path
     assert RunDir.open("x", {**params, "lr": 0.2}, root=tmp_path).path != run.path

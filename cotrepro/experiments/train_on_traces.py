@@ -8,7 +8,9 @@ accuracy that the Shape of Thought release reports is shown beside it).
 The tests (`cotrepro/claims.yaml`): SoT-1 is accuracy(W) - accuracy(H) above 0; SoT-2 is
 accuracy(G) - accuracy(H) above 0 and G non-inferior to W within a stated margin. Both compare
 against an H that learned: if H's unparsable rate after fine-tuning exceeds the stated maximum,
-the rows say "not askable". Intervals are two-level bootstraps over seeds, then test problems.
+the rows say "not askable"; so do they when no fine-tuned condition beats the untuned base
+(fine-tuning then damaged every model, and their differences are not what the claims are about).
+Intervals are two-level bootstraps over seeds, then test problems.
 """
 
 from __future__ import annotations
@@ -70,7 +72,6 @@ def main_claims(results: Mapping[str, list[dict]], chance: float, n_boot: int, s
     w_h = stats.hier_diff_ci(m["W"], m["H"], n_boot=n_boot, seed=seed)
     g_h = stats.hier_diff_ci(m["G"], m["H"], n_boot=n_boot, seed=seed)
     g_w = stats.hier_diff_ci(m["G"], m["W"], n_boot=n_boot, seed=seed)
-    unparsed_h = mean_unparsed(results["H"])
     scope = (f"greedy accuracy over all {ctx['n_test']} test problems, {ctx['seeds']} seeds per condition, "
              f"{w_h.kind}")
     note = condition_note(results)
@@ -80,17 +81,34 @@ def main_claims(results: Mapping[str, list[dict]], chance: float, n_boot: int, s
     sot2 = dict(unit="accuracy difference",
                 what=f"accuracy(G) - accuracy(H), {scope}; claimed: above 0, and G - W above -{t2['margin']} "
                      f"(G - W = {g_w})", note=note, g_minus_w=[g_w.estimate, g_w.low, g_w.high], **ctx)
-    why = f"H's answers are unparsable {unparsed_h:.0%} of the time after fine-tuning (at most {{:.0%}} allowed)"
-    if learned_format(results["H"], t1["max_h_unparsed"]):
-        rows.append(claims.measured("SoT-1", w_h, stats.verdict(w_h, "greater", 0.0), **sot1))
-    else:
-        rows.append(claims.not_askable("SoT-1", w_h, why.format(t1["max_h_unparsed"]), **sot1))
-    if learned_format(results["H"], t2["max_h_unparsed"]):
-        verdict = stats.both(stats.verdict(g_h, "greater", 0.0), stats.noninferiority(g_w, t2["margin"]))
-        rows.append(claims.measured("SoT-2", g_h, verdict, **sot2))
-    else:
-        rows.append(claims.not_askable("SoT-2", g_h, why.format(t2["max_h_unparsed"]), **sot2))
+    for claim, test, effect, sot in (("SoT-1", t1, w_h, sot1), ("SoT-2", t2, g_h, sot2)):
+        why = unaskable_because(results, ctx["base"], test)
+        if why:
+            rows.append(claims.not_askable(claim, effect, why, **sot))
+        elif claim == "SoT-1":
+            rows.append(claims.measured(claim, effect, stats.verdict(effect, "greater", 0.0), **sot))
+        else:
+            verdict = stats.both(stats.verdict(g_h, "greater", 0.0), stats.noninferiority(g_w, test["margin"]))
+            rows.append(claims.measured(claim, effect, verdict, **sot))
     return rows
+
+
+def unaskable_because(results: Mapping[str, list[dict]], base: float | None, test: Mapping) -> str | None:
+    """Why SoT-1/2 cannot be asked of these results (None when they can): H did not learn its
+    format, or no fine-tuned condition beats the untuned base (every model is then a damaged
+    student, and their differences say how they were damaged, not what they learned)."""
+    unparsed_h = mean_unparsed(results["H"])
+    if not learned_format(results["H"], test["max_h_unparsed"]):
+        return (f"H's answers are unparsable {unparsed_h:.0%} of the time after fine-tuning "
+                f"(at most {test['max_h_unparsed']:.0%} allowed)")
+    if test.get("needs_lift") and base is not None:
+        means = {c: sum(r["summary"]["accuracy"] for r in records) / len(records)
+                 for c, records in results.items() if c != NO_FINE_TUNING}
+        best = max(means, key=means.get)
+        if means[best] <= base:
+            return (f"no fine-tuned condition beats the untuned base ({base:.1%}; best {best} {means[best]:.1%}): "
+                    f"fine-tuning damaged the student in every condition")
+    return None
 
 
 def condition_note(results: Mapping[str, list[dict]]) -> str:
