@@ -1,6 +1,6 @@
 """Training throughput on CPU: SFT and DPO, full and LoRA, in tokens per second.
 
-Run: `.venv/bin/python bench/bench_training.py [--examples 64] [--threads 1]`
+Run: `.venv/bin/python bench/bench_training.py [--examples 256] [--threads 1]`
 Prints a Markdown table and writes bench/results/training.md.
 
 The model is the shipped micro student (`world/student`, or `--model DIR`); the data are arith
@@ -57,13 +57,13 @@ def sequence_tokens(trainer, kind: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(WORLD_DIR / "student"))
-    parser.add_argument("--examples", type=int, default=64)
+    parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     quiet_libraries()
     examples, pairs = data(args.examples)
-    params = TrainParams(lr=1e-3, epochs=1.0, batch_size=8, save_steps=10_000, max_length=160)
+    params = TrainParams(lr=1e-3, epochs=1.0, batch_size=8, grad_accum=1, save_steps=10_000, max_length=160)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind, lora in (("SFT full", "sft", False), ("SFT LoRA r=16", "sft", True),
