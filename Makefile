@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SCALE  ?= micro
 
-.PHONY: test reproduce setup sandbox-deps bench clean-venv lint-notebooks
+.PHONY: test reproduce setup sandbox-deps bench bench-gpu clean-venv lint-notebooks
 
 # The environment is rebuilt when pyproject.toml changes (the stamp is older than it).
 $(STAMP): pyproject.toml
@@ -33,8 +33,13 @@ test: setup
 reproduce: setup
 	$(VENV)/bin/cotrepro reproduce --scale $(SCALE)
 
+# The CPU benchmarks; bench/bench_gpu.py needs a CUDA GPU and is run by hand there (`make bench-gpu`).
 bench: setup
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+	for b in bench/bench_grading.py bench/bench_sampling.py bench/bench_stepvalues.py bench/bench_training.py; do \
+		$(PY) $$b || exit 1; done
+
+bench-gpu: setup
+	$(PY) bench/bench_gpu.py
 
 lint-notebooks: setup
 	$(PY) -m jupytext --check 'nbstripout --verify' notebooks/*.ipynb

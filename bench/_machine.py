@@ -42,6 +42,10 @@ def record_throughput(**values: float) -> None:
     data = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else {}
     entry = data.setdefault(kind, {})
     entry.update(values)
+    entry.pop("source", None)
+    # each rate keeps the machine it was measured on (a later bench may run on another)
+    for name in values:
+        entry.setdefault("measured_on", {})[name] = f"{time.strftime('%Y-%m-%d')}, {describe()}"
     entry["machine"] = describe()
     entry["measured"] = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
