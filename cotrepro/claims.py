@@ -105,6 +105,18 @@ def fmt(x: float | None) -> str:
     return "undefined" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
 
+def fmt_multiplier(m) -> str:
+    """A `MultiplierInterval`'s estimate for a claim's text: "2.3x", or where the read-off left
+    the ladder "more than 16x" / "less than 1x"; "undefined" when it has no value."""
+    if m.estimate is None or math.isnan(m.estimate):
+        return "undefined"
+    if m.estimate == math.inf:
+        return f"more than {m.range_high:g}x"
+    if m.estimate == 0:
+        return f"less than {m.range_low:g}x"
+    return f"{m.estimate:.3g}x"
+
+
 def chance_pass_at_k(p: float, k: int) -> float:
     """pass@k of guessing the best constant answer: k tries of a guesser right with probability p
     (an upper bound for a guesser that never repeats a wrong guess)."""

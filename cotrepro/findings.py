@@ -85,6 +85,8 @@ def _fmt(x) -> str:
         return "–"
     if math.isinf(v):
         return "∞" if v > 0 else "-∞"
+    if v.is_integer() and abs(v) >= 1000:
+        return f"{int(v):,}"  # counts (test problems) as counts, not 1e+03
     return f"{v:.3g}"
 
 

@@ -431,6 +431,20 @@ def st2(**kwargs) -> dict:
     return scale_synthetic_data.st2_claim(st_evals(**kwargs), P6, 0.9)
 
 
+@pytest.mark.parametrize("claim", ["ST-2", "ST-4"])
+@pytest.mark.parametrize("case, sft, askable", [
+    ("SFT's error falls", None, True),
+    ("SFT's error rises with data", {n: 0.3 * (n / 8) ** 0.15 for n in P6.ladder.sizes}, False),
+    ("SFT flat", {n: 0.5 for n in P6.ladder.sizes}, False),
+])
+def test_multipliers_are_askable_only_off_a_falling_sft_curve(claim, case, sft, askable):
+    build = scale_synthetic_data.st2_claim if claim == "ST-2" else scale_synthetic_data.st4_claim
+    # a method better than SFT everywhere: read off a curve that does not fall it would be "more than 16x"
+    row = build(st_evals(sft=sft, rft=0.05, step=0.04), P6, 0.9)
+    assert (verdict_of(row, claim) == "not askable") == (not askable)
+    assert "SFT accuracy at n=" in row["what"]
+
+
 def test_st2_rft_worth_about_2x_is_reproduced():
     row = st2()
     assert verdict_of(row, "ST-2") == "reproduced"
@@ -656,7 +670,8 @@ def star(first: float, later: float, dpo: float | None, graphs: int = 400, seed:
     ("shortcut, DPO worse", 0.5, 0.98, 0.2, False, "not reproduced"),
     ("shortcut, DPO the same", 0.5, 0.98, None, True, "inconclusive"),
     ("no shortcut: SFT solves the first step", 0.9, 0.98, 0.97, False, "not reproduced"),
-    ("SFT did not learn the later steps", 0.5, 0.6, 0.8, False, "inconclusive"),
+    ("SFT did not learn the later steps", 0.5, 0.6, 0.8, False, "not askable"),
+    ("SFT fell below the shortcut level", 0.0, 0.4, 0.3, False, "not askable"),
 ])
 def test_st8_each_way(case, first, later, dpo, null, expected):
     results = star(first, later, dpo, null=null)
@@ -674,3 +689,16 @@ def test_every_claim_is_exercised_here():
     source = Path(__file__).read_text()
     for c in claims.claim_list():
         assert f'"{c["id"]}"' in source, f"{c['id']} is not tested in this file"
+
+
+def test_multiplier_text_never_says_nan_or_undefinedx():
+    from cotrepro.claims import fmt_multiplier
+    from cotrepro.multipliers import MultiplierInterval
+
+    def m(estimate):
+        return MultiplierInterval(estimate, 1.0, 2.0, range_low=1.0, range_high=16.0)
+
+    assert fmt_multiplier(m(2.345)) == "2.35x"
+    assert fmt_multiplier(m(math.inf)) == "more than 16x"
+    assert fmt_multiplier(m(0.0)) == "less than 1x"
+    assert fmt_multiplier(m(math.nan)) == "undefined"

@@ -296,13 +296,26 @@ def st2_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
     sft = curve(evals, "sft", P.ladder.sizes, P.seeds)
     rft = curve(evals, "rft", [n], P.seeds)[n]
     m = multipliers.bootstrap_multiplier(sft, rft, n, n_boot=P.n_boot, seed=seed)
-    return claims.measured(
-        "ST-2", m, claims.multiplier_verdict(m, factor), unit="iso-error multiplier (x SFT problems)",
-        **_context(evals, P, chance_error), **claims.multiplier_fields(m),
-        what=f"RFT on n={n} problems reaches the error SFT reaches on {claims.fmt(m.estimate)}x as many, read off SFT's "
-             f"measured curve n = {list(sft)} (inside it: {m.range_low:g}x to {m.range_high:g}x; 0 and inf mark "
-             f"read-offs below and above it), {m.kind}; claimed: above 1 and about {factor}x (the interval "
-             f"contains {factor})")
+    falls, why = sft_curve_falls(sft, P, seed)
+    context = dict(unit="iso-error multiplier (x SFT problems)", **_context(evals, P, chance_error),
+                   **claims.multiplier_fields(m),
+                   what=f"RFT on n={n} problems reaches the error SFT reaches on {claims.fmt_multiplier(m)} as many, read "
+                        f"off SFT's measured curve n = {list(sft)} (inside it: {m.range_low:g}x to {m.range_high:g}x; 0 "
+                        f"and inf mark read-offs below and above it), {m.kind}; {why}; claimed: above 1 and about "
+                        f"{factor}x (the interval contains {factor})")
+    if not falls:
+        return claims.not_askable("ST-2", m, "SFT's curve does not fall across the ladder: no curve to read a "
+                                             "multiplier off", **context)
+    return claims.measured("ST-2", m, claims.multiplier_verdict(m, factor), **context)
+
+
+def sft_curve_falls(sft: Mapping[int, np.ndarray], P: Params, seed: int = 0) -> tuple[bool, str]:
+    """Whether SFT's accuracy at the largest rung is above its accuracy at the smallest (interval
+    above 0): the askable condition of ST-2 and ST-4, with the gain as text."""
+    small, large = min(sft), max(sft)
+    gain = stats.hier_diff_ci(sft[large], sft[small], n_boot=P.n_boot, seed=seed)
+    return (stats.verdict(gain, "greater", 0.0) == "reproduced",
+            f"SFT accuracy at n={large} over n={small}: {gain}")
 
 
 def st4_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
@@ -318,12 +331,17 @@ def st4_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
     over_rft = stats.hier_diff_ci(step, rft, n_boot=P.n_boot, seed=seed)  # accuracy(step) - accuracy(RFT)
     verdict = stats.both(claims.multiplier_verdict(m, t["factor"], t["min_factor"]),
                          stats.verdict(over_rft, "greater", 0.0))
-    return claims.measured(
-        "ST-4", m, verdict, unit="iso-error multiplier (x SFT problems)", **_context(evals, P, chance_error),
-        **claims.multiplier_fields(m), accuracy_over_rft=[over_rft.estimate, over_rft.low, over_rft.high],
-        what=f"per-step DPO on n={n} problems reaches the error SFT reaches on {claims.fmt(m.estimate)}x as many (inside the "
-             f"ladder: {m.range_low:g}x to {m.range_high:g}x), {m.kind}; accuracy over RFT at n={n}: {over_rft}; "
-             f"claimed: above 1, above RFT, and about {t['factor']}x (contains it, or above {t['min_factor']})")
+    falls, why = sft_curve_falls(sft, P, seed)
+    context = dict(unit="iso-error multiplier (x SFT problems)", **_context(evals, P, chance_error),
+                   **claims.multiplier_fields(m), accuracy_over_rft=[over_rft.estimate, over_rft.low, over_rft.high],
+                   what=f"per-step DPO on n={n} problems reaches the error SFT reaches on {claims.fmt_multiplier(m)} as "
+                        f"many (inside the ladder: {m.range_low:g}x to {m.range_high:g}x), {m.kind}; accuracy over RFT "
+                        f"at n={n}: {over_rft}; {why}; claimed: above 1, above RFT, and about {t['factor']}x (contains "
+                        f"it, or above {t['min_factor']})")
+    if not falls:
+        return claims.not_askable("ST-4", m, "SFT's curve does not fall across the ladder: no curve to read a "
+                                             "multiplier off", **context)
+    return claims.measured("ST-4", m, verdict, **context)
 
 
 def st3_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:

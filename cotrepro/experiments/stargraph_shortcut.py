@@ -193,10 +193,13 @@ def st8_claim(results: dict[str, list[dict]], degree: int, n_pairs: int, n_boot:
     elif later >= min_later and first_ci.low > level:
         verdict = "not reproduced"  # positives alone taught the first step: no shortcut to unlearn
     else:
-        verdict = "inconclusive"
+        verdict = "not askable"  # SFT broke the lookup or fell below the shortcut: nothing to unlearn
     n_test = len(sft[0]["correct"])
-    return claims.measured(
-        "ST-8", diff, verdict, unit="accuracy difference", n_test=n_test, seeds=len(sft), chance=level,
+    record = claims.not_askable if verdict == "not askable" else claims.measured
+    extra = ((f"SFT on positives did not reach the shortcut (later steps at least {min_later:.0%}, first step "
+              f"at 1/degree)",) if verdict == "not askable" else (verdict,))
+    return record(
+        "ST-8", diff, *extra, unit="accuracy difference", n_test=n_test, seeds=len(sft), chance=level,
         base=float(np.mean([np.mean(r["correct"]) for r in sft])), sft_at_shortcut=at_shortcut,
         what=f"greedy path accuracy(per-step DPO) - accuracy(SFT on positives) on {n_test} test graphs (degree "
              f"{degree}), {len(sft)} seeds, {n_pairs} DPO pairs in all, {diff.kind}; SFT first-step accuracy {first_ci} "
