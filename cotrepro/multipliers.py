@@ -7,6 +7,8 @@
   (made non-increasing by pool-adjacent-violators, then interpolated linearly in log n - log err
   between rungs), so a method identical to SFT gets exactly 1. Read-offs outside the ladder are
   censored: 0 below the smallest rung, inf above the largest; they are never extrapolated.
+- `curve_gain`: accuracy at the largest rung minus the smallest: a multiplier is askable only
+  where the curve it is read off falls (claims v4).
 - `bootstrap_multiplier`: two-level interval of m / n (`stats.two_level_bootstrap`'s resampling),
   keeping every resample, censored ones included, as a `MultiplierInterval` that knows the
   ladder it was read from and decides a claim only where the censoring still allows it.
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cotrepro.stats import (TWO_LEVEL, Interval, _as_array, _as_outcomes, _check_level,
-                            _check_n_boot, _from_boots, _same_problems, _two_level_means)
+                            _check_n_boot, _from_boots, _same_problems, _two_level_means, hier_diff_ci)
 
 
 @dataclass(frozen=True)
@@ -315,3 +317,9 @@ def bootstrap_multiplier(sft: Mapping[int, np.ndarray], method: np.ndarray, n_me
     return MultiplierInterval(estimate, low, high, range_low=xs[0] / n_method, range_high=xs[-1] / n_method,
                               level=level, share_below=float(np.mean(boots == 0)),
                               share_above=float(np.mean(np.isinf(boots))))
+
+
+def curve_gain(curve: Mapping[int, np.ndarray], n_boot: int = 2000, seed: int = 0) -> Interval:
+    """Mean score at the largest rung minus at the smallest, two-level interval (`hier_diff_ci`):
+    above 0 when the curve falls in error across the ladder."""
+    return hier_diff_ci(curve[max(curve)], curve[min(curve)], n_boot=n_boot, seed=seed)

@@ -111,6 +111,20 @@ def get_task(task: TaskSection | dict[str, Any]):
     return found
 
 
+def stop_strings(task: TaskSection) -> tuple[str, ...]:
+    """The stop strings of the task's prompt template (where a completion ends)."""
+    from cotrepro.tasks.prompts import get_template
+
+    return tuple(get_template(get_task(task).name, task.template).stop)
+
+
+def with_task_stops(sampling, task: TaskSection):
+    """`sampling` with the task template's stop strings added (its own kept first, no repeats)."""
+    from dataclasses import replace
+
+    return replace(sampling, stop=tuple(dict.fromkeys(tuple(sampling.stop) + stop_strings(task))))
+
+
 def problems(task: TaskSection, data: DataSection | None, split: str, n: int, seed: int = 0):
     """`n` problems of `split` (a seeded sample of a real benchmark; generated tasks are a stream)."""
     data_dir = None if data is None else Path(data.data_dir)

@@ -441,3 +441,17 @@ def test_both_rejects_non_verdicts():
         both()
     with pytest.raises(ValueError, match="not a verdict"):
         both("reproduced", "yes")
+
+
+def test_curve_gain_is_above_zero_only_for_a_curve_that_falls():
+    from cotrepro.multipliers import curve_gain
+
+    rng = np.random.default_rng(0)
+
+    def rung(accuracy):
+        return (rng.random((3, 1000)) < accuracy).astype(float)
+
+    falling = curve_gain({64: rung(0.3), 256: rung(0.4), 1024: rung(0.5)}, n_boot=500)
+    assert falling.low > 0 and falling.estimate == pytest.approx(0.2, abs=0.03)
+    rising = curve_gain({64: rung(0.3), 256: rung(0.28), 1024: rung(0.25)}, n_boot=500)
+    assert rising.high < 0

@@ -19,7 +19,7 @@ and differ only in the trace. A step whose sets come out too small fails and is 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -58,10 +58,9 @@ def sample_traces(P: Params, problems: Sequence[Problem], store, root) -> list[d
     from cotrepro import specs
     from cotrepro.generate import load_for, sample
     from cotrepro.grade import grade_problems
-    from cotrepro.tasks.prompts import get_template
 
     task = specs.get_task(P.task)
-    sampling = replace(P.sampling, stop=tuple(dict.fromkeys(P.sampling.stop + get_template(task.name, P.task.template).stop)))
+    sampling = specs.with_task_stops(P.sampling, P.task)
     model, tokenizer = load_for(sampling.backend, specs.spec_ref(P.teacher), root)
     prompts = [task.prompt(p, P.task.template) for p in problems]
     outputs = sample(model, tokenizer, prompts, sampling, store=store, model_id=f"teacher:{P.teacher.name}")

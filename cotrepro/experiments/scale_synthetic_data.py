@@ -19,11 +19,9 @@ The recipe, in the order the notebook runs it (each stage is stored, so a killed
 8. `evaluations`: every model greedily on the same test problems; pass@k (unbiased, from several
    samples) of SFT and per-step DPO at the compare size.
 
-Claims (tests fixed in `cotrepro/claims.yaml`; intervals are two-level bootstraps over seeds
-then test problems): ST-1 the exponent of SFT's error curve; ST-2 and ST-4 iso-error multipliers
-read off SFT's MEASURED curve inside the ladder (never extrapolated); ST-3 the gain from more
-self-generated positives at a fixed problem set; ST-5 standard DPO against SFT (non-superiority);
-ST-7 pass@k and pass@1 of per-step DPO against SFT.
+Claims (tests in `cotrepro/claims.yaml`; two-level bootstraps over seeds, then test problems):
+ST-1 SFT's exponent; ST-2/ST-4 multipliers read off SFT's MEASURED curve inside the ladder; ST-3
+more self-generated positives at a fixed problem set; ST-5 standard DPO against SFT; ST-7 pass@k.
 """
 
 from __future__ import annotations
@@ -42,7 +40,6 @@ from cotrepro.params import Invalid, param
 from cotrepro.sections import (ComputeSection, DataSection, DPOSection, EvalSection, FinetuneSection, ModelSpec,
                                PassAtK, SamplingParams, StepValueParams, TaskSection)
 from cotrepro.steps import Cost, Degenerate
-from cotrepro.tasks.prompts import get_template
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,11 +99,6 @@ class Params:
     compute: ComputeSection = param(default_factory=ComputeSection, help="parallel jobs and threads")
 
 
-def _stop(P: Params) -> tuple[str, ...]:
-    return tuple(get_template(specs.get_task(P.task).name, P.task.template).stop)
-
-
-# ---------------------------------------------------------------------------------------------
 # 1-2: teacher positives and SFT
 
 
@@ -133,7 +125,7 @@ def _samples(run, wanted: dict, sampling, label: str) -> dict:
     """{key: graded samples} of {key: (model reference, problems)}: one stored job each, run in
     parallel; the task's stop strings are added to `sampling`, whose seed is the key's seed."""
     P = run.params
-    sampling = replace(sampling, stop=tuple(dict.fromkeys(sampling.stop + _stop(P))))
+    sampling = specs.with_task_stops(sampling, P.task)
     batch = {key: sampling_job(model, P.task, problems,
                                replace(sampling, seed=key[-1] if isinstance(key, tuple) else sampling.seed),
                                f"{label} {key}")
@@ -150,7 +142,6 @@ def sft_models(run, positives: list[dict]) -> dict[tuple[int, int], jobs.Job]:
     return run_batch(models, run.root, P.compute, "SFT")
 
 
-# ---------------------------------------------------------------------------------------------
 # 3-4: self-samples and RFT
 
 
@@ -176,7 +167,6 @@ def rft_models(run, positives: list[dict], samples: Mapping) -> dict[tuple, jobs
     return run_batch(models, run.root, P.compute, "RFT")
 
 
-# ---------------------------------------------------------------------------------------------
 # 5-7: step values, pairs, DPO
 
 
@@ -191,7 +181,7 @@ def negative_values(run, positives: list[dict], sft: Mapping, samples: Mapping) 
                      for pid, traces in sorted(pairs.negatives(samples[(n, s)], P.ladder.negatives_per_problem).items())
                      for trace in traces]
             batch[(n, s)] = stepvalue_job(specs.finetune_ref(sft[(n, s)].key), P.task, items, P.stepvalues, seed=s,
-                                          stop=_stop(P), label=f"step values n={n} s={s}")
+                                          stop=specs.stop_strings(P.task), label=f"step values n={n} s={s}")
     return run_batch(batch, run.root, P.compute, "step values", "values.json")
 
 
@@ -231,7 +221,6 @@ def dpo_models(run, sft: Mapping, all_pairs: Mapping) -> dict[tuple, jobs.Job]:
     return run_batch(models, run.root, P.compute, "DPO")
 
 
-# ---------------------------------------------------------------------------------------------
 # 8: evaluation
 
 
@@ -264,7 +253,6 @@ def curve(evals: Mapping[str, dict], method: str, sizes, seeds, k: int | None = 
     return {n: matrix([evals[f"{method}/n{n}/s{s}{suffix}"] for s in seeds], k) for n in sizes}
 
 
-# ---------------------------------------------------------------------------------------------
 # Claims
 
 
@@ -293,55 +281,51 @@ def st2_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
     ladder; a censored end still decides where it can, `MultiplierInterval.decide`)."""
     factor = claims.test("ST-2")["factor"]
     n = P.ladder.compare_size
-    sft = curve(evals, "sft", P.ladder.sizes, P.seeds)
-    rft = curve(evals, "rft", [n], P.seeds)[n]
-    m = multipliers.bootstrap_multiplier(sft, rft, n, n_boot=P.n_boot, seed=seed)
-    falls, why = sft_curve_falls(sft, P, seed)
-    context = dict(unit="iso-error multiplier (x SFT problems)", **_context(evals, P, chance_error),
-                   **claims.multiplier_fields(m),
-                   what=f"RFT on n={n} problems reaches the error SFT reaches on {claims.fmt_multiplier(m)} as many, read "
-                        f"off SFT's measured curve n = {list(sft)} (inside it: {m.range_low:g}x to {m.range_high:g}x; 0 "
-                        f"and inf mark read-offs below and above it), {m.kind}; {why}; claimed: above 1 and about "
-                        f"{factor}x (the interval contains {factor})")
-    if not falls:
-        return claims.not_askable("ST-2", m, "SFT's curve does not fall across the ladder: no curve to read a "
-                                             "multiplier off", **context)
-    return claims.measured("ST-2", m, claims.multiplier_verdict(m, factor), **context)
-
-
-def sft_curve_falls(sft: Mapping[int, np.ndarray], P: Params, seed: int = 0) -> tuple[bool, str]:
-    """Whether SFT's accuracy at the largest rung is above its accuracy at the smallest (interval
-    above 0): the askable condition of ST-2 and ST-4, with the gain as text."""
-    small, large = min(sft), max(sft)
-    gain = stats.hier_diff_ci(sft[large], sft[small], n_boot=P.n_boot, seed=seed)
-    return (stats.verdict(gain, "greater", 0.0) == "reproduced",
-            f"SFT accuracy at n={large} over n={small}: {gain}")
+    sft, m, why, falls = _multiplier(evals, P, "rft", seed)
+    return _multiplier_row("ST-2", m, claims.multiplier_verdict(m, factor), falls, **_context(evals, P, chance_error),
+                           what=f"RFT on n={n} problems reaches the error SFT reaches on {claims.fmt_multiplier(m)} as "
+                                f"many, read off SFT's measured curve n = {list(sft)} (inside it: {m.range_low:g}x to "
+                                f"{m.range_high:g}x; 0 and inf mark read-offs below and above it), {m.kind}; {why}; "
+                                f"claimed: above 1 and about {factor}x (the interval contains {factor})")
 
 
 def st4_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
-    """ST-4: per-step DPO's multiplier at the compare size: above 1, beats RFT, about 8x. "Beats
-    RFT" is tested on the errors themselves (SFT's curve is non-increasing, so a lower error is a
-    larger multiplier), which stays defined when RFT reads beyond the ladder."""
+    """ST-4: per-step DPO's multiplier at the compare size: above 1, about 8x, and a lower error
+    than RFT's (tested on the errors, so it stays defined when RFT reads beyond the ladder)."""
     t = claims.test("ST-4")
     n = P.ladder.compare_size
-    sft = curve(evals, "sft", P.ladder.sizes, P.seeds)
-    step = curve(evals, "dpo_step", [n], P.seeds)[n]
-    rft = curve(evals, "rft", [n], P.seeds)[n]
-    m = multipliers.bootstrap_multiplier(sft, step, n, n_boot=P.n_boot, seed=seed)
+    _, m, why, falls = _multiplier(evals, P, "dpo_step", seed)
+    step, rft = (curve(evals, method, [n], P.seeds)[n] for method in ("dpo_step", "rft"))
     over_rft = stats.hier_diff_ci(step, rft, n_boot=P.n_boot, seed=seed)  # accuracy(step) - accuracy(RFT)
     verdict = stats.both(claims.multiplier_verdict(m, t["factor"], t["min_factor"]),
                          stats.verdict(over_rft, "greater", 0.0))
-    falls, why = sft_curve_falls(sft, P, seed)
-    context = dict(unit="iso-error multiplier (x SFT problems)", **_context(evals, P, chance_error),
-                   **claims.multiplier_fields(m), accuracy_over_rft=[over_rft.estimate, over_rft.low, over_rft.high],
-                   what=f"per-step DPO on n={n} problems reaches the error SFT reaches on {claims.fmt_multiplier(m)} as "
-                        f"many (inside the ladder: {m.range_low:g}x to {m.range_high:g}x), {m.kind}; accuracy over RFT "
-                        f"at n={n}: {over_rft}; {why}; claimed: above 1, above RFT, and about {t['factor']}x (contains "
-                        f"it, or above {t['min_factor']})")
+    return _multiplier_row("ST-4", m, verdict, falls, **_context(evals, P, chance_error),
+                           accuracy_over_rft=[over_rft.estimate, over_rft.low, over_rft.high],
+                           what=f"per-step DPO on n={n} problems reaches the error SFT reaches on "
+                                f"{claims.fmt_multiplier(m)} as many (inside the ladder: {m.range_low:g}x to "
+                                f"{m.range_high:g}x), {m.kind}; accuracy over RFT at n={n}: {over_rft}; {why}; "
+                                f"claimed: above 1, above RFT, and about {t['factor']}x (contains it, or above "
+                                f"{t['min_factor']})")
+
+
+def _multiplier(evals, P: Params, method: str, seed: int):
+    """SFT's measured curve, `method`'s iso-error multiplier at the compare size, SFT's gain across
+    the ladder as text, and whether that gain is above 0 (ST-2/ST-4 are askable only then)."""
+    n = P.ladder.compare_size
+    sft = curve(evals, "sft", P.ladder.sizes, P.seeds)
+    m = multipliers.bootstrap_multiplier(sft, curve(evals, method, [n], P.seeds)[n], n, n_boot=P.n_boot, seed=seed)
+    gain = multipliers.curve_gain(sft, n_boot=P.n_boot, seed=seed)
+    why = f"SFT accuracy at n={max(sft)} over n={min(sft)}: {gain}"
+    return sft, m, why, stats.verdict(gain, "greater", 0.0) == "reproduced"
+
+
+def _multiplier_row(claim_id: str, m, verdict: str, falls: bool, **context) -> dict:
+    """The ST-2/ST-4 row: "not askable" unless SFT's curve falls across the ladder (claims v4)."""
+    fields = dict(unit="iso-error multiplier (x SFT problems)", **context, **claims.multiplier_fields(m))
     if not falls:
-        return claims.not_askable("ST-4", m, "SFT's curve does not fall across the ladder: no curve to read a "
-                                             "multiplier off", **context)
-    return claims.measured("ST-4", m, verdict, **context)
+        return claims.not_askable(claim_id, m, "SFT's curve does not fall across the ladder: no curve to read a "
+                                               "multiplier off", **fields)
+    return claims.measured(claim_id, m, verdict, **fields)
 
 
 def st3_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
@@ -393,11 +377,10 @@ def st7_claim(evals, P: Params, chance_pass: float, seed: int = 0) -> dict:
     at_1 = {m: curve(evals, m, [n], P.seeds)[n] for m in ("sft", "dpo_step")}
     gain_k = stats.hier_diff_ci(at_k["dpo_step"], at_k["sft"], n_boot=P.n_boot, seed=seed)
     gain_1 = stats.hier_diff_ci(at_1["dpo_step"], at_1["sft"], n_boot=P.n_boot, seed=seed)
-    base = float(matrix([evals["base@k"]], k).mean())
     return claims.measured(
         "ST-7", gain_k, stats.both(stats.verdict(gain_k, "greater", 0.0), stats.verdict(gain_1, "greater", 0.0)),
-        unit=f"pass@{k} difference", n_test=evals["base"]["summary"]["n"], seeds=len(P.seeds), chance=chance_pass,
-        base=base, pass1_gain=[gain_1.estimate, gain_1.low, gain_1.high],
+        unit=f"pass@{k} difference", **_context(evals, P, chance_pass) | {"base": float(matrix([evals["base@k"]], k).mean())},
+        pass1_gain=[gain_1.estimate, gain_1.low, gain_1.high],
         what=f"pass@{k}(per-step DPO) - pass@{k}(SFT) at n={n}, unbiased from {P.pass_at_k.samples} samples at "
              f"T={P.pass_at_k.temperature} (pass@1 gain {gain_1}), {gain_k.kind}; claimed: both above 0")
 
