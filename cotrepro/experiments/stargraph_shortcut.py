@@ -188,23 +188,21 @@ def st8_claim(results: dict[str, list[dict]], degree: int, n_pairs: int, n_boot:
     diff = stats.hier_diff_ci(np.stack([r["correct"] for r in dpo]), np.stack([r["correct"] for r in sft]),
                               n_boot=n_boot, seed=seed)
     at_shortcut = later >= min_later and first_ci.low <= level <= first_ci.high
-    if at_shortcut:
-        verdict = stats.verdict(diff, "greater", 0.0)
-    elif later >= min_later and first_ci.low > level:
-        verdict = "not reproduced"  # positives alone taught the first step: no shortcut to unlearn
-    else:
-        verdict = "not askable"  # SFT broke the lookup or fell below the shortcut: nothing to unlearn
     n_test = len(sft[0]["correct"])
-    record = claims.not_askable if verdict == "not askable" else claims.measured
-    extra = ((f"SFT on positives did not reach the shortcut (later steps at least {min_later:.0%}, first step "
-              f"at 1/degree)",) if verdict == "not askable" else (verdict,))
-    return record(
-        "ST-8", diff, *extra, unit="accuracy difference", n_test=n_test, seeds=len(sft), chance=level,
+    context = dict(
+        unit="accuracy difference", n_test=n_test, seeds=len(sft), chance=level,
         base=float(np.mean([np.mean(r["correct"]) for r in sft])), sft_at_shortcut=at_shortcut,
         what=f"greedy path accuracy(per-step DPO) - accuracy(SFT on positives) on {n_test} test graphs (degree "
              f"{degree}), {len(sft)} seeds, {n_pairs} DPO pairs in all, {diff.kind}; SFT first-step accuracy {first_ci} "
              f"against the shortcut level {level:.2f}, later-step accuracy {later:.3f}: SFT "
              f"{'sits' if at_shortcut else 'does not sit'} at the shortcut; claimed: above 0")
+    if at_shortcut:
+        return claims.measured("ST-8", diff, stats.verdict(diff, "greater", 0.0), **context)
+    if later >= min_later and first_ci.low > level:  # positives alone taught the first step: no shortcut to unlearn
+        return claims.measured("ST-8", diff, "not reproduced", **context)
+    # SFT broke the lookup or fell below the shortcut: nothing to unlearn
+    return claims.not_askable("ST-8", diff, f"SFT on positives did not reach the shortcut (later steps at least "
+                                            f"{min_later:.0%}, first step at 1/degree)", **context)
 
 
 def cost(P: Params, set_size: int = 0) -> Cost:
