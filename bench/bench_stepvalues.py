@@ -64,9 +64,15 @@ def main() -> None:
                                        ("first_success (exact)", "first_success", None),
                                        ("first_success, zero after 12", "first_success", 12),
                                        ("first_success, zero after 8", "first_success", 8),
-                                       ("first_success, zero after 4", "first_success", 4), ("bisect", "bisect", None)):
+                                       ("first_success, zero after 4", "first_success", 4),
+                                       ("first_success, shared", "first_success", None),
+                                       ("first_success, shared, zero after 12", "first_success", 12),
+                                       ("first_success, shared, zero after 10", "first_success", 10),
+                                       ("first_success, shared, zero after 8", "first_success", 8),
+                                       ("bisect", "bisect", None)):
         started = time.perf_counter()
-        values = value_traces(model, tokenizer, arith.ArithTask(), items, replace(params, zero_after=zero_after),
+        values = value_traces(model, tokenizer, arith.ArithTask(), items,
+                              replace(params, zero_after=zero_after, share="shared" in name),
                               strategy=strategy, seed=0, stop=stop)
         results[name] = (values, time.perf_counter() - started)
     exhaustive = results["exhaustive"][0]

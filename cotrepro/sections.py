@@ -194,6 +194,9 @@ class StepValueParams:
                                          "Q = 0 without drawing the rest (null = all `rollouts`, exact); an "
                                          "approximation whose agreement with exhaustive rollouts "
                                          "bench/bench_stepvalues.py measures", ge=1)
+    share: bool = param(False, "early_stop and first_success: a rollout that writes the trace's next steps word "
+                               "for word also counts for the later prefixes it passes through (fewer tokens; "
+                               "an approximation whose agreement bench/bench_stepvalues.py measures)")
     max_new_tokens: int = param(256, "longest rollout", ge=1)
     batch_size: int = param(256, "rollouts per forward pass", ge=1)
 

@@ -25,6 +25,14 @@ only in which rollouts they draw:
 - "bisect": assumes Q never rises again after it falls; a binary search for the first step at the
   last step's Q. Not exact when a later step repairs an earlier slip (kept for the benchmark).
 
+With `share=True` (early_stop and first_success), a rollout from one prefix that writes the
+trace's next steps word for word is also a rollout of each later prefix it passes through: its
+continuation from there is a draw from the model given that prefix, so it is counted there, with
+its outcome, at no extra tokens (`_shared`). A model sampling near its own trace repeats it often,
+so a prefix is often decided before it is rolled out. The counts then mix draws of two contexts,
+so the result is no longer the exhaustive search's on the same draws: an approximation whose
+agreement the benchmark measures.
+
 `value_traces` values many traces in rounds: each round gathers what every unfinished trace
 needs next and samples all of it in one batched call, so the batches stay full. Rollouts are
 stored (`store`) as they are sampled, so a killed valuation resumes.
@@ -110,7 +118,8 @@ class _Valuer:
         self.n, self.R, self.strategy, self.chunk = n_steps, rollouts, strategy, max(1, min(chunk, rollouts))
         self.zero_after = rollouts if zero_after is None else min(zero_after, rollouts)
         self.wins = {i: 0 for i in range(-1 if value_of_prompt else 0, n_steps)}
-        self.drawn = dict.fromkeys(self.wins, 0)
+        self.drawn = dict.fromkeys(self.wins, 0)  # outcomes counted, shared ones included
+        self.own = dict.fromkeys(self.wins, 0)  # rollouts drawn from the prefix itself: the next index
         self.value_of_prompt = value_of_prompt
         self.pos = 0  # the prefix a sequential strategy is at
         self.lo, self.hi = 0, n_steps - 1  # bisection bounds
@@ -126,7 +135,7 @@ class _Valuer:
         return self.drawn[i] >= need and self.wins[i] == 0
 
     def _all(self, indices) -> list[tuple[int, int, int]]:
-        return [(i, self.drawn[i], self.R - self.drawn[i]) for i in indices if not self.full(i)]
+        return [(i, self.own[i], self.R - self.drawn[i]) for i in indices if not self.full(i)]
 
     def wanted(self) -> list[tuple[int, int, int]]:
         if self.value_of_prompt and not self.full(-1):
@@ -152,7 +161,7 @@ class _Valuer:
                 self.pos += 1
                 continue
             count = self.R - self.drawn[i] if s == "early_stop" else min(self.chunk, self.R - self.drawn[i])
-            return [(i, self.drawn[i], count)]
+            return [(i, self.own[i], count)]
         if s == "early_stop":
             self.critical = self._lowest()
             return []
@@ -173,7 +182,7 @@ class _Valuer:
         if len(candidates) == 1 or all(self.full(i) for i in candidates):
             self.critical = min(candidates, key=lambda i: (self.wins[i] / self.R, i))
             return []
-        return [(i, self.drawn[i], min(self.chunk, self.R - self.drawn[i])) for i in candidates if not self.full(i)]
+        return [(i, self.own[i], min(self.chunk, self.R - self.drawn[i])) for i in candidates if not self.full(i)]
 
     def _bisect(self) -> list[tuple[int, int, int]]:
         last = self.n - 1
@@ -198,6 +207,14 @@ class _Valuer:
     def feed(self, i: int, successes: int, count: int) -> None:
         self.wins[i] += successes
         self.drawn[i] += count
+        self.own[i] += count
+
+    def feed_shared(self, i: int, success: bool) -> None:
+        """One outcome of a rollout drawn from an earlier prefix that passed through prefix i;
+        counted only while the prefix still lacks rollouts (so no count exceeds `rollouts`)."""
+        if not self.full(i):
+            self.wins[i] += success
+            self.drawn[i] += 1
 
     def result(self, steps: list[str], prefixes: list[str], best_of: int | None, tokens: int) -> StepValues:
         q = [self.wins[i] / self.drawn[i] if self.drawn[i] else None for i in range(self.n)]
@@ -210,10 +227,19 @@ class _Valuer:
                           exact=[self.full(i) for i in range(self.n)])
 
 
+def _shared(prefixes: list[str], i: int, text: str) -> list[int]:
+    """The later prefixes that `text` (prefix i's text plus one rollout) passes through word for
+    word, ending where a token can end (the text ends there or goes on with whitespace: "= 38"
+    is not passed through by "= 380")."""
+    return [k for k in range(i + 1, len(prefixes))
+            if text.startswith(prefixes[k]) and text[len(prefixes[k]):len(prefixes[k]) + 1] in ("", " ", "\n")]
+
+
 def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rollouts: int,
                 best_of: int | None = None, strategy: str = "exhaustive", max_new_tokens: int = 256,
                 seed: int = 0, temperature: float = 1.0, stop: tuple[str, ...] = (), value_of_prompt: bool = False,
-                chunk: int = 4, zero_after: int | None = None, rollout_fn: RolloutFn | None = None) -> StepValues:
+                chunk: int = 4, zero_after: int | None = None, share: bool = False,
+                rollout_fn: RolloutFn | None = None) -> StepValues:
     """Monte Carlo values of every step of one `trace` (the completion of `prompt` for `problem`).
 
     `rollout_fn(context, first, count)` replaces the model's sampler (tests inject one with known
@@ -225,7 +251,7 @@ def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rol
         from cotrepro.sections import StepValueParams
 
         params = StepValueParams(rollouts=rollouts, best_of=best_of, strategy="exhaustive", temperature=temperature,
-                                 max_new_tokens=max_new_tokens, zero_after=zero_after)
+                                 max_new_tokens=max_new_tokens, zero_after=zero_after, share=share)
         return value_traces(model, tokenizer, task, [(problem, prompt, trace)], params, seed=seed, stop=stop,
                             value_of_prompt=value_of_prompt, strategy=strategy, chunk=chunk)[0]
     steps = task.steps(trace)
@@ -239,7 +265,12 @@ def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rol
             prefix = "" if i < 0 else prefixes[i]
             outs = rollout_fn(prompt + prefix, first, count)
             tokens += sum(r.n_tokens for r in outs)
-            valuer.feed(i, sum(task.verify(problem, prefix + r.text).correct for r in outs), len(outs))
+            correct = [task.verify(problem, prefix + r.text).correct for r in outs]
+            valuer.feed(i, sum(correct), len(outs))
+            if share and strategy in ("early_stop", "first_success"):
+                for r, ok in zip(outs, correct):
+                    for k in _shared(prefixes, i, prefix + r.text):
+                        valuer.feed_shared(k, ok)
     return valuer.result(steps, prefixes, best_of, tokens)
 
 
@@ -281,9 +312,15 @@ def value_traces(model, tokenizer, task, items: Sequence[tuple], params, *, seed
             flat_problems += [states[s][0]] * len(rollouts)
             flat_texts += [prefix + r.text for r in rollouts]
         verdicts = iter(grade_problems(task, flat_problems, flat_texts, workers=1, progress=False))
+        share = params.share and strategy in ("early_stop", "first_success")
         for (s, i, _, count), rollouts in zip(requests, outputs):
-            states[s][4].feed(i, sum(bool(next(verdicts)["correct"]) for _ in rollouts), count)
-            states[s][5][0] += sum(r.n_tokens for r in rollouts)
+            problem, prompt, steps, prefixes, valuer, tokens = states[s]
+            correct = [bool(next(verdicts)["correct"]) for _ in rollouts]
+            valuer.feed(i, sum(correct), count)
+            tokens[0] += sum(r.n_tokens for r in rollouts)
+            for r, ok in zip(rollouts, correct) if share else ():
+                for k in _shared(prefixes, i, ("" if i < 0 else prefixes[i]) + r.text):
+                    valuer.feed_shared(k, ok)
     return [valuer.result(steps, prefixes, params.best_of, tokens[0])
             for _, _, steps, prefixes, valuer, tokens in states]
 

@@ -142,6 +142,29 @@ def test_first_success_stops_each_prefix_at_its_first_success_and_is_exact():
     assert sv.rolled_out == 5 * 4
 
 
+def test_shared_rollouts_count_for_the_later_prefixes_they_pass_through():
+    calls = []
+
+    def rollout(context, first, count):  # from step 0, even rollouts repeat steps 2-3 and fail
+        done = len(LineTask().steps(context[len(PROMPT):])) - 1
+        calls.append((done, first, count))
+        repeat = "\ns2: ok\ns3: slip\nANSWER 0"
+        return [Rollout((repeat if j % 2 == 0 else "\nANSWER 1") if done == 0 else "\nANSWER 0", 1)
+                for j in range(first, first + count)]
+
+    shared = step_values(None, None, LineTask(), PROBLEM, PROMPT, TRACE, rollouts=4, strategy="first_success",
+                         rollout_fn=rollout, share=True)
+    assert calls == [(0, 0, 4), (1, 0, 2)]  # step 1 already holds 2 failures: 2 own rollouts decide it
+    assert shared.critical_step == 1 and shared.q[:3] == [0.5, 0.0, 0.0] and shared.rolled_out == 4 + 4 + 2
+    calls.clear()
+    alone = step_values(None, None, LineTask(), PROBLEM, PROMPT, TRACE, rollouts=4, strategy="first_success",
+                        rollout_fn=rollout)
+    assert calls == [(0, 0, 4), (1, 0, 4)] and alone.critical_step == 1
+    # a prefix is passed through only where a token can end: "s2: ok" is not in "s2: okay"
+    from cotrepro.stepvalues import _shared
+    assert _shared(["a", "a\nb = 38"], 0, "a\nb = 380\n") == [] and _shared(["a", "a\nb = 38"], 0, "a\nb = 38\nc") == [1]
+
+
 def test_every_strategy_asks_for_disjoint_ranges_of_rollouts():
     seen = {}
 
