@@ -63,9 +63,15 @@ class ArithWorldParams:
     n_multi_step: int = param(30000, "solved 2-4 step problems, step by step: the teacher only", ge=0)
     n_student_multi_step: int = param(0, "solved 2-4 step problems, step by step, in the student's corpus (a "
                                          "pretrained student has seen some of the task)", ge=0)
+    n_student_worked: int = param(20000, "solved 2-4 step problems in a textbook framing (the question, then its "
+                                     "steps; no Question:/Answer:), the student only: a skill the experiments' "
+                                     "prompt does not yet call up, as a pretrained model's", ge=0)
+    n_student_direct: int = param(4000, "2-4 step problems in the experiments' framing with only the answer line "
+                                     "(\"#### N\"), the student only: question-answer text without working, "
+                                     "as the web has", ge=0)
     n_rewrites: int = param(1500, "2-4 step problems shown with a human solution as a hint and solved step by "
                                   "step (the paraphrase prompt of SoT-4): the teacher only", ge=0)
-    student_steps: int = param(8000, "optimizer steps of the student", ge=1)
+    student_steps: int = param(10000, "optimizer steps of the student", ge=1)
     teacher_steps: int = param(12000, "optimizer steps of the teacher", ge=1)
     batch_size: int = param(32, "documents per optimizer step", ge=1)
     student_lr: float = param(5e-3, "peak learning rate of the student (AdamW, cosine to 0, 5% warmup)", gt=0.0)
@@ -170,6 +176,12 @@ def build_corpora(params: ArithWorldParams, seed: int = 0) -> dict[str, list[str
     # placed with their own generator, so the other documents (and the teacher's) keep their order
     mixer = random.Random(seed + 9)
     for doc in [solved(p) for p in problems(params.n_student_multi_step, 8, (2, 4))]:
+        student.insert(mixer.randrange(len(student) + 1), doc)
+    latent = problems(params.n_student_worked + params.n_student_direct, 20, (2, 4))
+    worked = [f"{p.question}\n{arith.render_stepwise(p)}" for p in latent[:params.n_student_worked]]
+    direct = [task.prompt(p, params.template) + f"#### {p.answer}" for p in latent[params.n_student_worked:]]
+    mixer = random.Random(seed + 29)
+    for doc in worked + direct:
         student.insert(mixer.randrange(len(student) + 1), doc)
     return {"student": student, "teacher": teacher}
 
