@@ -6,15 +6,22 @@ sometimes right and sometimes wrong. The micro world plays that part on CPU, on 
 (multi-step word problems, answers spread evenly over 2..120):
 
 - **Student base** (Llama, 0.45M parameters). Its corpus has the *pieces* of solutions and a
-  little of the task: single-operation lines ("12 + 5 = 17"), solved one- and two-step problems,
-  statements of longer problems without solutions, and some countdown and star-graph text. Most
-  solved problems are written step by step (its own style); a share are written in the human
+  latent form of the task: single-operation lines ("12 + 5 = 17"), solved one- and two-step
+  problems, statements of longer problems, some countdown and star-graph text, and 2-4 step
+  problems solved step by step in a *textbook framing* (the question, then its steps, no
+  "Question:"/"Answer:"), while in the experiments' framing ("Question: ... Answer:") it has read
+  longer problems with only their answer line ("#### 57"), as web text gives answers without
+  working. So, like a pretrained model, it can work multi-step problems out when the context calls
+  for it, but answers the experiments' prompt directly and mostly wrongly: fine-tuning on traces
+  in that framing teaches it to show its work (LOG.md, 2026-12-02, pilot p10). Most solved
+  problems are written step by step (its own style); a share of the short ones are in the human
   style (`arith.render_human`: terse lines, merged expressions, `<<a*b=c>>` annotations), so
   every token of the human traces is one it has read, as a pretrained model has read
-  human-written solutions. It solves some multi-step problems and has room to learn more.
-- **Teacher** (Llama, same tokenizer, 0.84M parameters). The student's corpus plus multi-step
-  problems solved step by step: larger and trained longer on more of the task, as a bigger model
-  of the same family is. Its wrong traces are its own mistakes: nothing is injected. It has also
+  human-written solutions.
+- **Teacher** (Llama, same tokenizer, 0.84M parameters). The corpus the student shares (not its
+  textbook-framed or answer-only documents) plus multi-step problems solved step by step in the
+  experiments' framing: larger and trained longer on more of the task, as a bigger model of the
+  same family (an instruction-tuned one) is. Its wrong traces are its own mistakes: nothing is injected. It has also
   practised rewriting a human solution given as a hint into its own style (the paraphrase prompt
   of SoT-4), as an instruction-tuned model can follow "rewrite this".
 - **Star-graph models** (Bachmann and Nagarajan 2024; Llama, 3 layers, 0.19M parameters, one per
