@@ -23,7 +23,7 @@ from cotrepro.world import rebuild, smoke_world
 torch.set_num_threads(1)
 
 SMALL = ArithWorldParams(n_step_lines=20, n_one_step=30, n_two_step=20, n_statements=30, n_other_tasks=10,
-                         n_multi_step=40, n_rewrites=10)
+                         n_multi_step=40, n_rewrites=10, n_student_worked=30, n_student_direct=10)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,17 @@ def test_corpora_keep_multi_step_solutions_from_the_student(corpora):
     teacher_only = list((Counter(corpora["teacher"]) - student_docs).elements())
     assert sum(_solved_steps(d) >= 2 for d in teacher_only) >= 35  # of 40 multi-step problems
     assert sum(_solved_steps(d) >= 3 for d in corpora["teacher"]) > 0
-    solved_by_student = Counter(d for d in corpora["student"] if "####" in d)
+    # ... except in the textbook framing (question, then steps: a skill the experiments' prompt
+    # does not call up) and as bare answers in the experiments' framing; neither is the teacher's
+    worked = [d for d in corpora["student"] if not d.startswith("Question:") and "####" in d and " = " in d]
+    direct = [d for d in corpora["student"] if d.startswith("Question:") and d.endswith("Answer:\n" + d.split("\n")[-1])
+              and d.split("\n")[-1].startswith("####")]
+    assert len(worked) == SMALL.n_student_worked and max(d.count(" = ") for d in worked) >= 3
+    assert len(direct) == SMALL.n_student_direct
+    assert all(arith.TASK.extract(d) == str(arith.check_steps(d)[-1].claimed) for d in worked)
+    solved_by_student = Counter(d for d in corpora["student"] if "####" in d) - Counter(worked + direct)
     assert solved_by_student and not solved_by_student - Counter(corpora["teacher"])  # shared with the teacher
+    assert not set(worked + direct) & set(corpora["teacher"])
     test_questions = {p.question for p in arith.TASK.load("test", limit=200)}
     assert not any(q in d for role in ("student", "teacher") for d in corpora[role] for q in test_questions)
 
@@ -69,7 +78,8 @@ def test_corpora_hold_both_styles_and_no_injected_mistakes(corpora):
 
 def test_corpora_use_the_whole_number_range():
     corpora = build_corpora(ArithWorldParams(n_step_lines=200, n_one_step=0, n_two_step=0, n_statements=0,
-                                             n_other_tasks=0, n_multi_step=0, n_rewrites=0))
+                                             n_other_tasks=0, n_multi_step=0, n_rewrites=0,
+                                             n_student_worked=0, n_student_direct=0))
     numbers = [int(n) for d in corpora["teacher"] for n in d.replace("\n", " ").split() if n.isdigit()]
     assert max(numbers) > 99 and max(numbers) <= 120 and min(numbers) >= 2
 
