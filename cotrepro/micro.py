@@ -21,9 +21,9 @@ sometimes right and sometimes wrong. The micro world plays that part on CPU, on 
 - **Teacher** (Llama, same tokenizer, 0.84M parameters). The corpus the student shares (not its
   textbook-framed or answer-only documents) plus multi-step problems solved step by step in the
   experiments' framing: larger and trained longer on more of the task, as a bigger model of the
-  same family (an instruction-tuned one) is. Its wrong traces are its own mistakes: nothing is injected. It has also
-  practised rewriting a human solution given as a hint into its own style (the paraphrase prompt
-  of SoT-4), as an instruction-tuned model can follow "rewrite this".
+  same family (an instruction-tuned one) is. Its wrong traces are its own mistakes: nothing is
+  injected. It has also practised rewriting a human solution given as a hint into its own style
+  (the paraphrase prompt of SoT-4), as an instruction-tuned model can follow "rewrite this".
 - **Star-graph models** (Bachmann and Nagarajan 2024; Llama, 3 layers, 0.19M parameters, one per
   seed): trained from scratch with teacher forcing on gold paths in their text format, one
   token per node label (a label and the comma after it read as one token, so the later steps
@@ -187,7 +187,7 @@ def build_corpora(params: ArithWorldParams, seed: int = 0) -> dict[str, list[str
     latent = problems(params.n_student_worked + params.n_student_direct, 20, (2, 4))
     worked = [f"{p.question}\n{arith.render_stepwise(p)}" for p in latent[:params.n_student_worked]]
     direct = [task.prompt(p, params.template) + f"#### {p.answer}" for p in latent[params.n_student_worked:]]
-    mixer = random.Random(seed + 29)
+    mixer = random.Random(seed + 29)  # its own generator again: the documents above keep their places
     for doc in worked + direct:
         student.insert(mixer.randrange(len(student) + 1), doc)
     return {"student": student, "teacher": teacher}
