@@ -82,12 +82,14 @@ def per_step_pairs(prompts: dict[str, str], correct: dict[str, list[str]],
     return pairs
 
 
-def negatives(samples: list[dict], per_problem: int) -> dict[str, list[str]]:
-    """Up to `per_problem` distinct wrong samples per problem, in sampling order."""
+def negatives(samples: list[dict], per_problem: int, steps=None) -> dict[str, list[str]]:
+    """Up to `per_problem` distinct wrong samples per problem, in sampling order. With `steps`
+    (the task's step splitter) a sample needs at least one step: a bare answer line has no step
+    to value or to cut at (a student that answers directly writes such samples)."""
     found: dict[str, list[str]] = {}
     for s in samples:
         kept = found.setdefault(s["problem_id"], [])
         if not s["correct"] and s["parsed"] and s["completion"].strip() and s["completion"] not in kept \
-                and len(kept) < per_problem:
+                and len(kept) < per_problem and (steps is None or steps(s["completion"])):
             kept.append(s["completion"])
     return {pid: traces for pid, traces in found.items() if traces}

@@ -113,6 +113,10 @@ def test_negatives_are_distinct_parsed_wrong_samples_up_to_the_limit():
                for c, ok, parsed in (("x", False, True), ("x", False, True), ("y", True, True), ("z", False, False),
                                      ("w", False, True), ("v", False, True))]
     assert pairs.negatives(samples, per_problem=2) == {"p": ["x", "w"]}
+    # with the task's steps, a bare answer line (a student that answers directly) is not a negative
+    bare = [{"problem_id": "q", "completion": c, "correct": False, "parsed": True} for c in ("#### 5", "2 + 3 = 6\n#### 6")]
+    assert pairs.negatives(bare, 8, arith.TASK.steps) == {"q": ["2 + 3 = 6\n#### 6"]}
+    assert pairs.negatives(bare[:1], 8, arith.TASK.steps) == {}
 
 
 def test_the_ladder_must_reach_eight_times_the_compare_size():

@@ -174,12 +174,12 @@ def negative_values(run, positives: list[dict], sft: Mapping, samples: Mapping) 
     """{(n, seed): [step-value record]} of the negatives of every DPO rung, under the SFT model."""
     P = run.params
     by_id = {e["problem_id"]: e for e in positives}
-    batch = {}
+    batch, steps = {}, specs.get_task(P.task).steps
     for n in P.ladder.dpo_sizes:
         for s in P.seeds:
+            wrong = pairs.negatives(samples[(n, s)], P.ladder.negatives_per_problem, steps)
             items = [{"problem": by_id[pid]["problem"], "prompt": by_id[pid]["prompt"], "trace": trace}
-                     for pid, traces in sorted(pairs.negatives(samples[(n, s)], P.ladder.negatives_per_problem).items())
-                     for trace in traces]
+                     for pid, traces in sorted(wrong.items()) for trace in traces]
             batch[(n, s)] = stepvalue_job(specs.finetune_ref(sft[(n, s)].key), P.task, items, P.stepvalues, seed=s,
                                           stop=specs.stop_strings(P.task), label=f"step values n={n} s={s}")
     return run_batch(batch, run.root, P.compute, "step values", "values.json")
@@ -203,7 +203,7 @@ def dpo_pairs(run, positives: list[dict], samples: Mapping, values: Mapping) -> 
             by_problem.setdefault(r["problem_id"], []).append(from_record(r, r["trace"]))
         out[("dpo_step", n, s)] = pairs.per_step_pairs(prompts, correct, by_problem, seed=s)
         if n == P.ladder.compare_size:
-            wrong = pairs.negatives(samples[(n, s)], P.ladder.negatives_per_problem)
+            wrong = pairs.negatives(samples[(n, s)], P.ladder.negatives_per_problem, task.steps)
             out[("dpo_random", n, s)] = pairs.random_pairs(prompts, correct, wrong, seed=s)
             out[("dpo_edit", n, s)] = pairs.edit_distance_pairs(prompts, correct, wrong, task.steps, seed=s)
     return out
