@@ -112,7 +112,7 @@ class _Valuer:
     the bare prompt."""
 
     def __init__(self, n_steps: int, rollouts: int, strategy: str, value_of_prompt: bool, chunk: int,
-                 zero_after: int | None = None):
+                 zero_after: int | None = None, share: bool = False):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.n, self.R, self.strategy, self.chunk = n_steps, rollouts, strategy, max(1, min(chunk, rollouts))
@@ -121,6 +121,7 @@ class _Valuer:
         self.drawn = dict.fromkeys(self.wins, 0)  # outcomes counted, shared ones included
         self.own = dict.fromkeys(self.wins, 0)  # rollouts drawn from the prefix itself: the next index
         self.value_of_prompt = value_of_prompt
+        self.share = share and strategy in ("early_stop", "first_success")
         self.pos = 0  # the prefix a sequential strategy is at
         self.lo, self.hi = 0, n_steps - 1  # bisection bounds
         self.completing = False  # first_success found no zero: draw everything left
@@ -209,12 +210,16 @@ class _Valuer:
         self.drawn[i] += count
         self.own[i] += count
 
-    def feed_shared(self, i: int, success: bool) -> None:
-        """One outcome of a rollout drawn from an earlier prefix that passed through prefix i;
-        counted only while the prefix still lacks rollouts (so no count exceeds `rollouts`)."""
-        if not self.full(i):
-            self.wins[i] += success
-            self.drawn[i] += 1
+    def feed_rollouts(self, i: int, prefixes: list[str], texts: list[str], correct: list[bool]) -> None:
+        """The outcomes of rollouts drawn from prefix i (`texts`: the trace's text through step i
+        plus each rollout). With `share`, each also counts for the later prefixes it passes
+        through, while they still lack rollouts (so no count exceeds `rollouts`)."""
+        self.feed(i, sum(correct), len(texts))
+        for text, ok in zip(texts, correct) if self.share else ():
+            for k in _shared(prefixes, i, text):
+                if not self.full(k):
+                    self.wins[k] += ok
+                    self.drawn[k] += 1
 
     def result(self, steps: list[str], prefixes: list[str], best_of: int | None, tokens: int) -> StepValues:
         q = [self.wins[i] / self.drawn[i] if self.drawn[i] else None for i in range(self.n)]
@@ -258,19 +263,15 @@ def step_values(model, tokenizer, task, problem, prompt: str, trace: str, *, rol
     if not steps:
         raise ValueError("the trace has no steps")
     prefixes = step_prefixes(trace, steps)
-    valuer = _Valuer(len(steps), rollouts, strategy, value_of_prompt, chunk, zero_after)
+    valuer = _Valuer(len(steps), rollouts, strategy, value_of_prompt, chunk, zero_after, share)
     tokens = 0
     while wanted := valuer.wanted():
         for i, first, count in wanted:
             prefix = "" if i < 0 else prefixes[i]
             outs = rollout_fn(prompt + prefix, first, count)
             tokens += sum(r.n_tokens for r in outs)
-            correct = [task.verify(problem, prefix + r.text).correct for r in outs]
-            valuer.feed(i, sum(correct), len(outs))
-            if share and strategy in ("early_stop", "first_success"):
-                for r, ok in zip(outs, correct):
-                    for k in _shared(prefixes, i, prefix + r.text):
-                        valuer.feed_shared(k, ok)
+            texts = [prefix + r.text for r in outs]
+            valuer.feed_rollouts(i, prefixes, texts, [task.verify(problem, t).correct for t in texts])
     return valuer.result(steps, prefixes, best_of, tokens)
 
 
@@ -295,7 +296,7 @@ def value_traces(model, tokenizer, task, items: Sequence[tuple], params, *, seed
         prefixes = step_prefixes(trace, steps)
         states.append((problem, prompt, steps, prefixes,
                        _Valuer(len(steps), params.rollouts, strategy, value_of_prompt, chunk,
-                               params.zero_after), [0]))
+                               params.zero_after, params.share), [0]))
     while True:
         requests = []  # (state index, prefix index, first, count)
         for s, (_, _, _, _, valuer, _) in enumerate(states):
@@ -311,16 +312,14 @@ def value_traces(model, tokenizer, task, items: Sequence[tuple], params, *, seed
             prefix = "" if i < 0 else states[s][3][i]
             flat_problems += [states[s][0]] * len(rollouts)
             flat_texts += [prefix + r.text for r in rollouts]
-        verdicts = iter(grade_problems(task, flat_problems, flat_texts, workers=1, progress=False))
-        share = params.share and strategy in ("early_stop", "first_success")
-        for (s, i, _, count), rollouts in zip(requests, outputs):
-            problem, prompt, steps, prefixes, valuer, tokens = states[s]
-            correct = [bool(next(verdicts)["correct"]) for _ in rollouts]
-            valuer.feed(i, sum(correct), count)
-            tokens[0] += sum(r.n_tokens for r in rollouts)
-            for r, ok in zip(rollouts, correct) if share else ():
-                for k in _shared(prefixes, i, ("" if i < 0 else prefixes[i]) + r.text):
-                    valuer.feed_shared(k, ok)
+        verdicts = grade_problems(task, flat_problems, flat_texts, workers=1, progress=False)
+        start = 0
+        for (s, i, _, _), rollouts in zip(requests, outputs):
+            end = start + len(rollouts)
+            states[s][4].feed_rollouts(i, states[s][3], flat_texts[start:end],
+                                       [bool(v["correct"]) for v in verdicts[start:end]])
+            states[s][5][0] += sum(r.n_tokens for r in rollouts)
+            start = end
     return [valuer.result(steps, prefixes, params.best_of, tokens[0])
             for _, _, steps, prefixes, valuer, tokens in states]
 
