@@ -214,28 +214,42 @@ def arith_accuracy(model, tokenizer, problems, template: str = "arith", max_new_
             "correct": [v.correct for v in verdicts]}
 
 
+def next_node_hits(model, tokenizer, problems, prompts, batch_size: int = 64) -> tuple[list[float], list[list[float]]]:
+    """Per problem, whether the greedy next node given the gold path so far is right: at the first
+    step (after "start,"), and at each later step (the lookup the shortcut does well). A node
+    and its comma are one token ("7,"); the last node stands alone ("7")."""
+    from cotrepro.generate import SamplingParams, sample
+
+    contexts, owners = [], []
+    for i, (p, prompt) in enumerate(zip(problems, prompts)):
+        gold = p.answer.split(",")
+        for j in range(1, len(gold)):
+            contexts.append(prompt + ",".join(gold[:j]) + ",")
+            owners.append((i, j))
+    nexts = sample(model, tokenizer, contexts, SamplingParams(max_new_tokens=1, batch_size=batch_size), progress=False)
+    first = [0.0] * len(problems)
+    later: list[list[float]] = [[] for _ in problems]
+    for (i, j), out in zip(owners, nexts):
+        hit = float(out[0].strip().rstrip(",") == problems[i].answer.split(",")[j])
+        if j == 1:
+            first[i] = hit
+        else:
+            later[i].append(hit)
+    return first, later
+
+
 def star_accuracy(model, tokenizer, problems) -> dict:
-    """Greedy path accuracy and next-node accuracies given the gold path so far: the first step
-    (after "start,") and the later steps (the lookup the shortcut does well)."""
+    """Greedy path accuracy, first-step and later-step accuracy (`next_node_hits`)."""
     from cotrepro.generate import SamplingParams, sample
     from cotrepro.tasks.stargraph import StarGraphTask
 
     task = StarGraphTask()
     paths = [c[0] for c in sample(model, tokenizer, [p.question for p in problems],
                                   SamplingParams(max_new_tokens=24, stop=("\n",), batch_size=64), progress=False)]
-    contexts, owners = [], []
-    for i, p in enumerate(problems):
-        gold = p.answer.split(",")
-        for j in range(1, len(gold)):
-            contexts.append(p.question + ",".join(gold[:j]) + ",")
-            owners.append((i, j))
-    nexts = sample(model, tokenizer, contexts, SamplingParams(max_new_tokens=1, batch_size=64), progress=False)
-    first, later = [], []
-    for (i, j), out in zip(owners, nexts):
-        hit = out[0].strip().rstrip(",") == problems[i].answer.split(",")[j]  # one token: "7," or the last "7"
-        (first if j == 1 else later).append(hit)
+    first, later = next_node_hits(model, tokenizer, problems, [p.question for p in problems])
+    later_hits = [h for hits in later for h in hits]
     return {"accuracy": sum(task.verify(p, c).correct for p, c in zip(problems, paths)) / len(problems),
-            "first_step": sum(first) / len(first), "later_steps": sum(later) / len(later)}
+            "first_step": sum(first) / len(first), "later_steps": sum(later_hits) / len(later_hits)}
 
 
 # ---------------------------------------------------------------------------------------------

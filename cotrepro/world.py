@@ -42,8 +42,9 @@ def sha256(path: Path) -> str:
 def write_manifest(world_dir: Path, command: str, cpu_seconds: float) -> dict:
     """Hash every file of a built world and write MANIFEST.json beside them."""
     report = json.loads((world_dir / "world.json").read_text())
+    # spread/ holds other seeds' builds, whose checkpoints are not shipped: not part of this world
     files = {str(p.relative_to(world_dir)): sha256(p) for p in sorted(world_dir.rglob("*"))
-             if p.is_file() and p.name != MANIFEST}
+             if p.is_file() and p.name != MANIFEST and p.relative_to(world_dir).parts[0] != "spread"}
     manifest = {"params_hash": report["params_hash"], "command": command, "cpu_seconds": round(cpu_seconds, 1),
                 "files": files}
     (world_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -150,17 +151,23 @@ def smoke_world():
     return params.rebuild
 
 
-def rebuild(out_dir: str | Path, smoke: bool = False, command: str = "") -> dict:
+def rebuild(out_dir: str | Path, smoke: bool = False, command: str = "", seed: int = 0,
+            parts=("arith", "stargraph")) -> dict:
     """`cotrepro world build`: train the micro world (the shipped settings, or a tiny one with
     `smoke`) into `out_dir`, export its test problems and hash every file. A model already built
-    there (its `curves.json` is written last) is kept, so a killed build resumes."""
+    there (its `curves.json` is written last) is kept, so a killed build resumes. Another `seed`
+    (corpora, initialisation, data order) with `parts=("arith",)` is how the seed spread under
+    `world/spread/` is measured."""
+    from dataclasses import replace
+
     from cotrepro.micro import WorldParams, build_world
     from cotrepro.quiet import quiet_libraries
 
     quiet_libraries()  # the loss and accuracy curves are kept; per-save progress bars are noise
     params = smoke_world() if smoke else WorldParams()
+    params = replace(params, seed=seed) if seed else params
     out_dir = Path(out_dir)
-    report = build_world(params, out_dir)
+    report = build_world(params, out_dir, parts)
     export_test(out_dir, params.n_eval if smoke else 2000, params.arith.max_value, params.arith.template)
     cpu = sum(r["cpu_s"] for r in report.values() if isinstance(r, dict) and "cpu_s" in r)
     return write_manifest(out_dir, command, cpu)

@@ -120,3 +120,21 @@ def test_smoke_world_gives_loadable_cached_checkpoints(tmp_path):
     assert build_world(smoke_world(), tmp_path) == report
     assert time.time() - started < 1.0  # the second call is a cache hit
     assert isinstance(WorldParams().arith, ArithWorldParams)
+
+
+@pytest.mark.skipif(not (world.WORLD_DIR / "stargraph-s0").is_dir(), reason="needs the shipped micro world")
+def test_next_node_hits_of_the_shipped_star_model_show_the_shortcut_in_the_prompt_of_step_08():
+    """Step 08 measures the SFT arm with the same helper as the world's report: the shipped model
+    looks edges up (later steps right) but guesses the first step. (Step 08 once compared the
+    token "7," with the node "7" and read every node but the last as a miss: first step 0.)"""
+    from cotrepro.micro import next_node_hits
+    from cotrepro.tasks.stargraph import StarGraphTask
+
+    task = StarGraphTask()
+    problems = task.load("test", limit=60)
+    model, tokenizer = load_model(str(world.WORLD_DIR / "stargraph-s0"))
+    first, later = next_node_hits(model, tokenizer, problems, [task.prompt(p, "default") for p in problems])
+    later_hits = [h for hits in later for h in hits]
+    assert len(first) == 60 and len(later_hits) >= 60
+    assert sum(later_hits) / len(later_hits) >= 0.9
+    assert 0.25 <= sum(first) / len(first) <= 0.75

@@ -48,6 +48,32 @@ def test_a_fresh_manifest_checks(tmp_path):
     assert world.manifest(folder) == manifest
 
 
+def test_other_seeds_builds_under_spread_are_not_part_of_the_world(tmp_path):
+    folder = fake_world(tmp_path / "w")
+    (folder / "spread" / "seed1" / "student").mkdir(parents=True)
+    (folder / "spread" / "seed1" / "student" / "report.json").write_text("{}")
+    assert "spread/seed1/student/report.json" not in world.write_manifest(folder, "", 1.0)["files"]
+    world.check(folder)
+
+
+def test_a_seed_spread_build_from_the_command_line(tmp_path):
+    """`world build --seed N --arith-only`, smoke-sized: the student and teacher of seed N, no
+    star-graph models, and step 01's spread table reads their reports."""
+    from cotrepro.experiments.micro_world import spread_rows
+
+    out = tmp_path / "spread" / "seed3"
+    done = subprocess.run([str(Path(sys.executable).parent / "cotrepro"), "world", "build", "--smoke", "--seed", "3",
+                           "--arith-only", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    built = json.loads((out / "world.json").read_text())
+    assert built["params"]["seed"] == 3
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["student", "teacher"]
+    assert "--seed 3 --arith-only" in world.manifest(out)["command"]
+    rows = spread_rows(tmp_path)
+    assert {(r["seed"], r["model"]) for r in rows} == {("3", "student"), ("3", "teacher")}
+    assert all(0 <= r["low"] <= r["accuracy"] <= r["high"] <= 1 for r in rows)
+
+
 def test_the_identity_follows_the_manifest(tmp_path):
     a = fake_world(tmp_path / "a")
     b = fake_world(tmp_path / "b")

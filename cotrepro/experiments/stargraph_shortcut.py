@@ -54,10 +54,9 @@ def star_eval_job(spec: dict, out_dir: Path) -> None:
     """A `cotrepro.jobs` job: greedy path correctness and next-node accuracies of one model on the
     first n test graphs; writes `outcomes.json`."""
     from cotrepro.evaluate import evaluate
-    from cotrepro.generate import sample
+    from cotrepro.micro import next_node_hits
     from cotrepro.params import from_dict
     from cotrepro.quiet import quiet_libraries
-    from cotrepro.sections import SamplingParams
 
     quiet_libraries()
     root = Path(out_dir).parents[2]
@@ -67,29 +66,19 @@ def star_eval_job(spec: dict, out_dir: Path) -> None:
     model, tokenizer = specs.load(spec["model"], root)
     result = evaluate(model, tokenizer, task, problems, template=section.template,
                       max_new_tokens=spec["max_new_tokens"], batch_size=64)
-    contexts, owners = [], []
-    for i, p in enumerate(problems):
-        gold = p.answer.split(",")
-        for j in range(1, len(gold)):
-            contexts.append(task.prompt(p, section.template) + ",".join(gold[:j]) + ",")
-            owners.append((i, j))
-    nexts = sample(model, tokenizer, contexts, SamplingParams(max_new_tokens=1, batch_size=256), progress=False)
-    first = np.zeros(len(problems))
-    later: list[list[float]] = [[] for _ in problems]
-    for (i, j), out in zip(owners, nexts):
-        hit = float(out[0].strip() == problems[i].answer.split(",")[j])
-        if j == 1:
-            first[i] = hit
-        else:
-            later[i].append(hit)
+    # the same measurement as the world's report (step 01), so the two agree on the shipped models
+    first, later = next_node_hits(model, tokenizer, problems, [task.prompt(p, section.template) for p in problems],
+                                  batch_size=256)
     (Path(out_dir) / "outcomes.json").write_text(json.dumps({
         "ids": [p.id for p in problems], "correct": [float(r["correct"][0]) for r in result.records],
-        "completions": [r["completions"][0] for r in result.records], "first_step": first.tolist(),
+        "completions": [r["completions"][0] for r in result.records], "first_step": first,
         "later_steps": [float(np.mean(x)) for x in later]}))
 
 
 def evaluation_job(model_ref: dict, P: Params, label: str) -> jobs.Job:
-    spec = {"model": pinned(model_ref), "task": to_dict(P.task), "max_new_tokens": P.max_new_tokens}
+    # measure 2: next-node hits read "7," as node 7 (before, every node but the last counted as a
+    # miss); the key changes so that results stored before are not reused
+    spec = {"model": pinned(model_ref), "task": to_dict(P.task), "max_new_tokens": P.max_new_tokens, "measure": 2}
     return jobs.Job("evaluate", "cotrepro.experiments.stargraph_shortcut:star_eval_job", spec, label)
 
 
