@@ -1,8 +1,12 @@
 """Step-level corruption of traces, for the tolerance-to-flawed-traces experiment (SoT-5).
 
-`corrupt(trace, task, fraction, operator, seed)` picks fraction * n_steps of the trace's steps
-(rounded half up, at least one when fraction > 0; steps are `task.steps(trace)`, located
-verbatim in the trace so everything between them is kept) and applies one operator to each:
+`corrupt(trace, task, fraction, operator, seed, rounding)` picks fraction * n_steps of the
+trace's steps (steps are `task.steps(trace)`, located verbatim in the trace so everything
+between them is kept) and applies one operator to each. The count is rounded half up, at least
+one when fraction > 0 (`rounding="half_up"`), or stochastically (`"stochastic"`: the floor, plus
+one with probability the remainder, seeded like every choice), so that over a set of short
+traces the share of steps hit is the fraction asked for: with 2-4 steps a trace, half up gives
+0.125 and 0.25 the same single step.
 
 Text operators (math, countdown, arith, star graph):
     number     change one number of the step by a small non-zero amount
@@ -48,6 +52,7 @@ from typing import Any
 
 from cotrepro.tasks.base import Problem, Task, Verdict
 
+ROUNDINGS = ("half_up", "stochastic")
 TEXT_OPERATORS = ("number", "operator", "delete", "duplicate", "swap", "answer")
 CODE_OPERATORS = ("comparison", "off_by_one", "arith_swap", "delete_statement", "return_value")
 
@@ -74,22 +79,32 @@ class Corrupted:
         return asdict(self)
 
 
-def corrupt(trace: str, task: Task, fraction: float, operator: str = "mixed", seed: int = 0) -> Corrupted:
+def corrupt(trace: str, task: Task, fraction: float, operator: str = "mixed", seed: int = 0,
+            rounding: str = "half_up") -> Corrupted:
     """Corrupt `fraction` of the steps of `trace` with `operator` (or "mixed"); see the module doc."""
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     allowed = CODE_OPERATORS if task.needs_code_execution else TEXT_OPERATORS
     if operator != "mixed" and operator not in allowed:
         raise ValueError(f"operator {operator!r} does not apply to task {task.name}; "
                          f"choose 'mixed' or one of {', '.join(allowed)}")
     units = _split(trace, task.steps(trace))
     n_steps = len(units.texts)
-    # rounded half up: round() rounds half to even, so 0.5 of 5 steps would give 2
-    n_target = 0 if fraction == 0 or n_steps == 0 else max(1, math.floor(fraction * n_steps + 0.5))
+    rng = random.Random(f"{seed}\0{trace}")
+    exact = fraction * n_steps
+    if fraction == 0 or n_steps == 0:
+        n_target = 0
+    elif rounding == "stochastic":
+        # its own generator: the choices below stay those of the half-up count
+        n_target = math.floor(exact) + (random.Random(f"{seed}\0{fraction}\0{trace}").random() < exact % 1)
+    else:
+        # rounded half up: round() rounds half to even, so 0.5 of 5 steps would give 2
+        n_target = max(1, math.floor(exact + 0.5))
     if n_target == 0:
         return Corrupted(trace, [], fraction, 0.0, n_steps)
 
-    rng = random.Random(f"{seed}\0{trace}")
     if "answer" in allowed:
         units.answer = task.extract(trace)
         units.answer_step = _answer_step(trace, units)

@@ -47,7 +47,7 @@ print(f"{len(g_set)} G traces; levels {list(P.levels)}; operators {list(P.operat
 # The corrupted sets (seeded by each trace: every training seed sees the same set).
 
 # %%
-sets, design = step.corrupted_sets(g_set, specs.get_task(P.task), P.operators, P.levels)
+sets, design = step.corrupted_sets(g_set, specs.get_task(P.task), P.operators, P.levels, rounding=P.rounding)
 run.dir.write_json("design.json", design)
 print(sets[step.condition_name(P.operators[0], 0.25)][0]["completion"])
 pd.DataFrame(design)

@@ -113,6 +113,24 @@ def test_fraction_accounting_over_many_steps():
         assert out.fraction_requested == fraction and out.n_steps == 20
 
 
+def test_stochastic_rounding_keeps_the_share_of_steps_hit_over_a_set_of_short_traces():
+    """Three-step traces: half up hits one step at both 0.125 and 0.25 (a share of 1/3); the
+    stochastic count hits the level's share over the set, and tells the two levels apart."""
+    traces = [f"{i} + 1 = {i + 1}\n{i + 1} * 2 = {2 * i + 2}\n{2 * i + 2} - 1 = {2 * i + 1}" for i in range(400)]
+
+    def share(level, rounding):
+        return sum(corrupt(t, TASK, level, "number", seed=0, rounding=rounding).fraction_hit for t in traces) / 400
+
+    assert share(0.125, "half_up") == share(0.25, "half_up") == pytest.approx(1 / 3)
+    assert share(0.125, "stochastic") == pytest.approx(0.125, abs=0.02)
+    assert share(0.25, "stochastic") == pytest.approx(0.25, abs=0.025)
+    assert share(1.0, "stochastic") == 1.0 and share(0.0, "stochastic") == 0.0
+    again = corrupt(traces[0], TASK, 0.5, "number", seed=0, rounding="stochastic")
+    assert again == corrupt(traces[0], TASK, 0.5, "number", seed=0, rounding="stochastic")
+    with pytest.raises(ValueError, match="rounding"):
+        corrupt(traces[0], TASK, 0.5, "number", rounding="nearest")
+
+
 def test_seeded_and_deterministic():
     a = corrupt(ARITH_TRACE, TASK, 0.7, "mixed", seed=3)
     assert a == corrupt(ARITH_TRACE, TASK, 0.7, "mixed", seed=3)

@@ -23,7 +23,7 @@ import numpy as np
 
 from cotrepro import claims, stats
 from cotrepro.conditions import matrix
-from cotrepro.corrupt import TEXT_OPERATORS, corrupt
+from cotrepro.corrupt import ROUNDINGS, TEXT_OPERATORS, corrupt
 from cotrepro.steps import Cost
 from cotrepro.params import Invalid, param
 from cotrepro.sections import ComputeSection, DataSection, EvalSection, FinetuneSection, ModelSpec, TaskSection
@@ -48,6 +48,9 @@ class Params:
                                                 "delete_statement", "return_value"))
     levels: tuple[float, ...] = param((0.0, 0.125, 0.25, 0.5, 0.75, 1.0), "shares of corrupted steps; must hold "
                                       "0, 0.25 and 1 (the SoT-5 test reads those)", ge=0.0, le=1.0)
+    rounding: str = param("stochastic", "how a trace's count of corrupted steps (level x steps) is rounded "
+                          "(cotrepro.corrupt): stochastic keeps the share over the set at the level, which half_up "
+                          "cannot for traces of a few steps", choices=ROUNDINGS)
     seeds: tuple[int, ...] = param((0, 1, 2), "training seeds of every level", ge=0)
     n_boot: int = param(2000, "bootstrap resamples", ge=100)
     compute: ComputeSection = param(default_factory=ComputeSection, help="parallel jobs and threads")
@@ -67,7 +70,7 @@ def condition_name(operator: str, level: float) -> str:
 
 
 def corrupted_sets(g_examples: Sequence[dict], task, operators: Sequence[str], levels: Sequence[float],
-                   seed: int = 0) -> tuple[dict[str, list[dict]], list[dict]]:
+                   seed: int = 0, rounding: str = "half_up") -> tuple[dict[str, list[dict]], list[dict]]:
     """(condition -> corrupted training set, one record per set: operator, level, share hit)."""
     sets: dict[str, list[dict]] = {CLEAN: list(g_examples)}
     design = [{"condition": CLEAN, "operator": "none", "level": 0.0, "mean_fraction_hit": 0.0, "skipped": 0}]
@@ -75,7 +78,7 @@ def corrupted_sets(g_examples: Sequence[dict], task, operators: Sequence[str], l
         for operator in operators:
             examples, hit, skipped = [], [], 0
             for e in g_examples:
-                result = corrupt(e["completion"], task, level, operator, seed)
+                result = corrupt(e["completion"], task, level, operator, seed, rounding)
                 examples.append({**e, "completion": result.text})
                 hit.append(result.fraction_hit)
                 skipped += len(result.skipped)
