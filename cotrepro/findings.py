@@ -136,5 +136,7 @@ def write_findings(stored, out: Path, scale: str) -> list[Path]:
     rows = findings_rows(collect(stored), scale, _previous(out))
     md, csv = out / "FINDINGS.md", out / "findings.csv"
     md.write_text(render_markdown(rows, scale))
-    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(csv, index=False)
+    from cotrepro.plots import CSV_FLOATS
+
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(csv, index=False, float_format=CSV_FLOATS)
     return [md, csv]

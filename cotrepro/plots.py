@@ -25,6 +25,10 @@ LABELS = {"none": "untuned base", "H": "H: human", "G": "G: teacher, right", "W"
           "sft": "SFT (teacher positives)", "rft": "RFT (+ self positives)", "dpo_step": "per-step DPO",
           "dpo_random": "standard DPO", "dpo_edit": "edit-distance DPO"}
 TWO_LEVEL = "95% two-level bootstrap (seeds, then problems)"
+# Tables keep 6 significant digits: the NLLs, computed in floating point by kernels that vary with
+# the CPU's instruction set, differ between machines of one kind in the 8th (measured: 3e-8
+# relative), and a reader's rerun should give the committed bytes.
+CSV_FLOATS = "%.6g"
 
 
 def write_table(rows: Sequence[dict], name: str, out: Path, floatfmt: str = ".4f") -> list[Path]:
@@ -41,7 +45,7 @@ def write_table(rows: Sequence[dict], name: str, out: Path, floatfmt: str = ".4f
     md, csv = out / f"{name}.md", out / f"{name}.csv"
     shown = df.astype(object).where(df.notna(), None)  # a missing value reads "–", not nan or <NA>
     md.write_text(shown.to_markdown(index=False, floatfmt=floatfmt, missingval="–") + "\n")
-    df.to_csv(csv, index=False)
+    df.to_csv(csv, index=False, float_format=CSV_FLOATS)
     return [md, csv]
 
 
@@ -92,6 +96,8 @@ def _seed_matrix(records: list[dict]) -> np.ndarray:
 
 
 def _bars(ax, labels: list[str], values: list[float], lows: list[float], highs: list[float], colors, fmt="{:.3f}"):
+    # drawn at the tables' precision, so that a PDF (exact coordinates) is as stable as its table
+    values, lows, highs = (np.array([float(CSV_FLOATS % v) for v in vs]) for vs in (values, lows, highs))
     x = np.arange(len(labels))
     ax.bar(x, values, color=colors, yerr=[np.subtract(values, lows), np.subtract(highs, values)], capsize=4)
     for xi, v, hi in zip(x, values, highs):
