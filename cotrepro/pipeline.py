@@ -25,6 +25,7 @@ from cotrepro.params import ParamsError, step_params_file
 from cotrepro.store import RunDir
 
 DONE = "DONE.json"
+FINDINGS_STEP = "write_findings"  # step 90: reads every other step's stored results
 
 
 class StepFailed(RuntimeError):
@@ -74,15 +75,16 @@ def locate(params_file: str | Path, run_root: str | Path | None = None) -> StepR
     params_file = paths.resolve(params_file)
     step, params = steps.load(params_file)
     root = paths.run_root(run_root)
-    return StepRun(step, params, params_file, RunDir.locate(step.name, params, root, inputs(params, params_file, root)),
-                   root)
+    return StepRun(step, params, params_file,
+                   RunDir.locate(step.name, params, root, inputs(params, params_file, root, step.name)), root)
 
 
-def inputs(params, params_file: Path, root: Path) -> dict:
+def inputs(params, params_file: Path, root: Path, step: str) -> dict:
     """What a step's results depend on besides its params, so that a changed input gives a new
     run folder instead of stale results: the files of each micro-world model the params name
-    (`world.model_identity`), the shipped world as a whole for step 01, and the run of each
-    upstream step (`traces_from`, `scaling_from`), whose folder name carries its own inputs."""
+    (`world.model_identity`), the shipped world as a whole for step 01, the run of each
+    upstream step (`traces_from`, `scaling_from`), whose folder name carries its own inputs, and
+    for the findings step the run of every other step of its scale (it reads them all)."""
     from cotrepro import world
     from cotrepro.params import to_dict
 
@@ -104,6 +106,9 @@ def inputs(params, params_file: Path, root: Path) -> dict:
     for field in ("traces_from", "scaling_from"):
         if getattr(params, field, None):
             found[field] = locate(step_params_file(params_file, getattr(params, field), field), root).path.name
+    if step == FINDINGS_STEP:
+        found["runs"] = {f.stem: locate(f, root).path.name for f in steps.params_files(params.scale)
+                         if steps.load(f)[0].name != FINDINGS_STEP}
     return dict(sorted(found.items()))
 
 
@@ -114,7 +119,7 @@ def open_step(params_file: str | Path, run_root: str | Path | None = None, step:
     if step is not None and run.step.name != step:
         raise ParamsError(f"{paths.shown(run.params_file)}: step: the file is for {run.step.name!r}, but this "
                           f"notebook runs {step!r} (use params/<scale>/{steps.get_step(step).stem}.yaml)")
-    RunDir.open(run.step.name, run.params, run.root, inputs=inputs(run.params, run.params_file, run.root))
+    RunDir.open(run.step.name, run.params, run.root, inputs=inputs(run.params, run.params_file, run.root, run.step.name))
     compute = getattr(run.params, "compute", None)
     if compute is not None:
         import torch
@@ -219,7 +224,7 @@ def figures(scale: str = "micro", run_root: str | Path | None = None) -> list[Pa
     from cotrepro.plots import write_all
 
     stored = stored_results(scale, run_root)
-    if not any(run.step.name not in ("write_findings",) for run in stored):
+    if not any(run.step.name != FINDINGS_STEP for run in stored):
         raise FileNotFoundError(f"no stored results for scale {scale} under {paths.shown(paths.run_root(run_root))}: "
                                 f"nothing written (run `cotrepro reproduce --scale {scale}` first)")
     return write_all(stored, scale, paths.figures_dir(scale, run_root))

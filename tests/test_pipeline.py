@@ -134,3 +134,19 @@ def test_pipeline_selects_steps_by_number_name_or_stem():
     assert [f.stem for f in files] == ["03_train_on_traces", "90_write_findings"]
     with pytest.raises(FileNotFoundError, match="no step 42 in params/smoke/"):
         pipeline.pipeline("smoke", ["42"])
+
+
+def test_the_findings_step_is_rerun_when_a_step_it_reports_would_be(tmp_path, monkeypatch):
+    """Step 90 reads every other step's stored results: another step's changed params give the
+    findings a new run folder, so `reproduce` does not skip them as stored (it once did)."""
+    repo = Path(__file__).resolve().parents[1]
+    findings = repo / "params" / "smoke" / "90_write_findings.yaml"
+    sanity = tmp_path / "params" / "smoke" / "00_verifier_sanity.yaml"
+    sanity.parent.mkdir(parents=True)
+    monkeypatch.setattr(steps, "params_files", lambda scale: [sanity, findings])
+    folders = []
+    for limit in (8, 9):
+        sanity.write_text(f"step: verifier_sanity\nscale: smoke\ndata: {{data_dir: {repo.parent / 'shared' / 'data'}}}\n"
+                          f"datasets: [gsm8k]\nlimit: {limit}\n")
+        folders.append(pipeline.locate(findings, tmp_path / "runs").path.name)
+    assert folders[0] != folders[1]
