@@ -39,12 +39,17 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def own_files(world_dir: Path) -> list[str]:
+    """The files of a built world that its manifest covers: all but the manifest and `spread/`,
+    which holds builds with other seeds (their reports; their checkpoints are not shipped)."""
+    return [str(p.relative_to(world_dir)) for p in sorted(Path(world_dir).rglob("*"))
+            if p.is_file() and p.name != MANIFEST and p.relative_to(world_dir).parts[0] != "spread"]
+
+
 def write_manifest(world_dir: Path, command: str, cpu_seconds: float) -> dict:
     """Hash every file of a built world and write MANIFEST.json beside them."""
     report = json.loads((world_dir / "world.json").read_text())
-    # spread/ holds other seeds' builds, whose checkpoints are not shipped: not part of this world
-    files = {str(p.relative_to(world_dir)): sha256(p) for p in sorted(world_dir.rglob("*"))
-             if p.is_file() and p.name != MANIFEST and p.relative_to(world_dir).parts[0] != "spread"}
+    files = {name: sha256(world_dir / name) for name in own_files(world_dir)}
     manifest = {"params_hash": report["params_hash"], "command": command, "cpu_seconds": round(cpu_seconds, 1),
                 "files": files}
     (world_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
