@@ -41,6 +41,7 @@ VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
 TWO_LEVEL = "two-level bootstrap (seeds, then problems)"
 CLUSTER = "cluster bootstrap (problems)"
+SEEDS_THEN_CLUSTERS = "two-level bootstrap (seeds, then traces)"
 # Above this share of undefined resamples an interval is not reported: the defined resamples are
 # then a conditional distribution (e.g. "given that the curve falls") and their percentiles would
 # decide a claim the data leave open (method review section 4, bug 2).
@@ -306,6 +307,28 @@ def cluster_bootstrap_ci(values: Sequence[float], clusters: Sequence, stat: Call
             boots = np.array([stat(np.concatenate([members[c] for c in row])) for row in idx], dtype=float)
         estimate = float(stat(vals))
     return _from_boots(estimate, boots, level, CLUSTER)
+
+
+def seeds_then_clusters_ci(clusters_by_seed: Sequence[Sequence], stat: Callable[[list], float], n_boot: int = 2000,
+                           seed: int = 0, level: float = 0.95) -> Interval:
+    """Two-level percentile bootstrap for clustered items of several trained models: draw as many
+    seeds as there are, with replacement, then within each drawn seed as many of its clusters
+    (e.g. traces, whose steps are not independent) as it has. `stat` gets the drawn cluster keys
+    (a key drawn twice appears twice); the estimate is `stat` of every key. Undefined resamples
+    follow the 2.5% rule of `two_level_bootstrap`."""
+    _check_level(level)
+    _check_n_boot(n_boot)
+    groups = [list(g) for g in clusters_by_seed]
+    if not groups or not all(groups):
+        raise ValueError("seeds_then_clusters_ci needs at least one seed, each with at least one cluster")
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    with np.errstate(all="ignore"):
+        for b in range(n_boot):
+            drawn = [groups[i] for i in rng.integers(0, len(groups), size=len(groups))]
+            boots[b] = stat([g[j] for g in drawn for j in rng.integers(0, len(g), size=len(g))])
+        estimate = float(stat([key for g in groups for key in g]))
+    return _from_boots(estimate, boots, level, SEEDS_THEN_CLUSTERS)
 
 
 def cluster_share_ci(flags: Sequence[bool], clusters: Sequence, n_boot: int = 2000, seed: int = 0,

@@ -35,23 +35,24 @@ from cotrepro.pipeline import open_step
 
 run = open_step(params_file, run_root, step="inspect_advantages")
 P = run.params
-sft = step.sft_model(run)
-print(f"inspecting {sft['finetune']} (step 06, n={P.size}, seed {P.model_seed})")
+sfts = step.sft_models(run)
+print(f"inspecting step 06's SFT models at n={P.size}, seeds {', '.join(map(str, sfts))}")
 
 # %% [markdown]
-# The SFT model samples training problems; the traces to value are chosen (probes get an idle step).
+# Each SFT model samples training problems; the traces to value are chosen (probes get an idle step).
 
 # %%
-problems, samples = step.sample(run, sft)
-items = step.trace_items(samples, problems, P, specs.get_task(P.task))
-pd.Series([i["kind"] for i in items]).value_counts()
+task = specs.get_task(P.task)
+problems, samples = step.sample(run, sfts)
+items = {seed: step.trace_items(samples[seed], problems, P, task, seed=seed) for seed in sfts}
+pd.DataFrame([(seed, i["kind"]) for seed, its in items.items() for i in its], columns=["seed", "kind"]).value_counts()
 
 # %% [markdown]
 # Exhaustive step values (the bare prompt valued too, so the first step has an advantage).
 
 # %%
-records = step.value(run, sft, items)
-rows = step.step_rows(items, records, specs.get_task(P.task).extract)
+records = step.value(run, sfts, items)
+rows = [row for seed in sfts for row in step.step_rows(items[seed], records[seed], task.extract, seed=seed)]
 run.dir.write_json("step_rows.json", rows)
 pd.DataFrame(rows).groupby(["kind", "idle"], dropna=False).A.describe()
 

@@ -637,6 +637,19 @@ def test_st6_ignores_incorrect_traces_and_unflagged_steps():
     assert row["effect"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_st6_pools_seeds_and_its_interval_widens_when_they_disagree():
+    """Three SFT seeds: one that flags idle steps and two that do not is not the same evidence as
+    three that agree; the interval is seeds-then-traces, and the trace ids of seeds may repeat."""
+    agree = [{**r, "seed": s} for s in range(3) for r in advantage_rows(0.5, 0.1, traces=60, seed=s)]
+    split = [{**r, "seed": s} for s in range(3)
+             for r in advantage_rows(0.9 if s == 0 else 0.2, 0.1, traces=60, seed=s)]
+    a = inspect_advantages.st6_claim(agree, n_boot=N_BOOT)
+    b = inspect_advantages.st6_claim(split, n_boot=N_BOOT)
+    assert a["seeds"] == b["seeds"] == 3 and "seeds, then traces" in a["ci_kind"]
+    assert verdict_of(a, "ST-6") == "reproduced" and a["effect"] == pytest.approx(0.4, abs=0.01)
+    assert (b["ci"][1] - b["ci"][0]) > 2 * (a["ci"][1] - a["ci"][0])
+
+
 def test_st6_too_few_idle_steps_is_not_measured():
     row = inspect_advantages.st6_claim(advantage_rows(0.9, 0.0, traces=40), n_boot=N_BOOT)
     assert verdict_of(row, "ST-6") == "inconclusive" and row["what"].startswith("not measured")

@@ -1,7 +1,7 @@
 """Step 07: what Monte Carlo step advantages flag (Setlur et al. 2024, section 6; claim ST-6).
 
-The SFT model of step 06 (at `size` problems and `model_seed`, read from step 06's stored model
-list) samples traces for training problems; every step of every trace gets its EXHAUSTIVE Monte
+Each SFT model of step 06 (at `size` problems, one per training seed in `model_seeds`, read from
+step 06's stored model list) samples traces for training problems; every step of every trace gets its EXHAUSTIVE Monte
 Carlo value (the bare prompt valued too, so the first step has an advantage). Three kinds of trace:
 
 - correct: the SFT model's correct samples;
@@ -15,15 +15,16 @@ answer, or it repeats an earlier step's expression. A PROGRESS step has valid cl
 idle. Steps without claims or with an invalid claim are neither.
 
 ST-6 (`cotrepro/claims.yaml`): over the steps of correct and probe traces, the share with a LOW
-advantage (A <= -low) among idle steps minus among progress steps; a bootstrap that resamples
-whole traces (steps of one trace are not independent); not measured below the stated counts.
+advantage (A <= -low) among idle steps minus among progress steps, pooled over the seeds; a
+two-level bootstrap that resamples seeds, then whole traces within each (steps of one trace are
+not independent); not measured below the stated counts.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -46,7 +47,7 @@ class Params:
     task: TaskSection = param(default_factory=TaskSection, help="training problems (task.n_train are sampled)")
     scaling_from: str = param(help="params file of step 06, whose SFT model is inspected (relative to this file)")
     size: int = param(256, "ladder rung of the SFT model inspected", ge=1)
-    model_seed: int = param(0, "training seed of the SFT model inspected", ge=0)
+    model_seeds: tuple[int, ...] = param((0, 1, 2), "training seeds of the SFT models inspected (one each)", ge=0)
     sampling: SamplingParams = param(default_factory=lambda: SamplingParams(k=4, temperature=1.0),
                                      help="the SFT model's samples of the training problems")
     max_correct: int = param(100, "correct traces valued", ge=1)
@@ -58,42 +59,48 @@ class Params:
     compute: ComputeSection = param(default_factory=ComputeSection, help="threads")
 
 
-def sft_model(run) -> dict:
-    """The reference of step 06's SFT model at (size, model_seed), from its stored model list."""
+def sft_models(run) -> dict[int, dict]:
+    """{seed: reference} of step 06's SFT models at `size`, one per `model_seeds`."""
     from cotrepro import specs
 
     P = run.params
     models = run.upstream("scaling_from").dir.read_json("models.json")
-    name = f"sft/n{P.size}/s{P.model_seed}"
-    if name not in models:
-        raise ValueError(f"step 06 stored no SFT model {name} (it has {', '.join(sorted(models))}): set size and "
-                         f"model_seed to one of its rungs and seeds")
-    return specs.finetune_ref(models[name])
+    refs = {}
+    for seed in P.model_seeds:
+        name = f"sft/n{P.size}/s{seed}"
+        if name not in models:
+            raise ValueError(f"step 06 stored no SFT model {name} (it has {', '.join(sorted(models))}): set size "
+                             f"and model_seeds to its rungs and seeds")
+        refs[seed] = specs.finetune_ref(models[name])
+    return refs
 
 
-def sample(run, sft: dict) -> tuple[dict, list[dict]]:
-    """({problem id: problem}, graded samples) of the SFT model on the training problems."""
+def sample(run, sfts: dict[int, dict]) -> tuple[dict, dict[int, list[dict]]]:
+    """({problem id: problem}, {seed: graded samples}) of each SFT model on the training problems."""
     from cotrepro import specs
     from cotrepro.conditions import run_batch, sampling_job
 
     P = run.params
     problems = specs.train_problems(P.task, P.data)
-    job = sampling_job(sft, P.task, problems, P.sampling, "SFT samples")
-    return {p.id: p for p in problems}, run_batch({"sft": job}, run.root, P.compute, "samples", "samples.json")["sft"]
+    batch = {seed: sampling_job(sft, P.task, problems, replace(P.sampling, seed=seed), f"SFT samples s={seed}")
+             for seed, sft in sfts.items()}
+    return {p.id: p for p in problems}, run_batch(batch, run.root, P.compute, "samples", "samples.json")
 
 
-def value(run, sft: dict, items: list[dict]) -> list[dict]:
-    """Exhaustive step values of every item, the bare prompt included (one job, stored)."""
+def value(run, sfts: dict[int, dict], items: dict[int, list[dict]]) -> dict[int, list[dict]]:
+    """{seed: exhaustive step values of every item of that seed's model}, the bare prompt
+    included (one stored job per seed)."""
     from cotrepro import specs
     from cotrepro.conditions import run_batch, stepvalue_job
     from cotrepro.tasks.prompts import get_template
 
     P = run.params
     stop = get_template(specs.get_task(P.task).name, P.task.template).stop
-    records = [{"problem": i["problem"].to_record(), "prompt": i["prompt"], "trace": i["trace"]} for i in items]
-    job = stepvalue_job(sft, P.task, records, P.stepvalues, seed=P.model_seed, stop=stop, value_of_prompt=True,
-                        label="step values")
-    return run_batch({"sft": job}, run.root, P.compute, "step values", "values.json")["sft"]
+    batch = {seed: stepvalue_job(sft, P.task, [{"problem": i["problem"].to_record(), "prompt": i["prompt"],
+                                                "trace": i["trace"]} for i in items[seed]],
+                                 P.stepvalues, seed=seed, stop=stop, value_of_prompt=True, label=f"step values s={seed}")
+             for seed, sft in sfts.items()}
+    return run_batch(batch, run.root, P.compute, "step values", "values.json")
 
 
 def idle_flags(question: str, steps: list[str], final_answer: str | None) -> list[bool | None]:
@@ -179,14 +186,15 @@ def trace_items(samples: list[dict], problems: dict, P: Params, task, seed: int 
     return items
 
 
-def step_rows(items: list[dict], records: list[dict], extract) -> list[dict]:
-    """One row per step of every valued trace: kind, position, q, Q, A, idle flag, inserted flag."""
+def step_rows(items: list[dict], records: list[dict], extract, seed: int = 0) -> list[dict]:
+    """One row per step of every valued trace of one model: its seed, kind, position, q, Q, A,
+    idle flag, inserted flag."""
     rows = []
     for t, (item, r) in enumerate(zip(items, records)):
         flags = idle_flags(item["problem"].question, r["steps"], extract(r["trace"]))
         n = len(r["steps"])
         for i, step in enumerate(r["steps"]):
-            rows.append({"trace": t, "kind": item["kind"], "step": i, "n_steps": n,
+            rows.append({"seed": seed, "trace": t, "kind": item["kind"], "step": i, "n_steps": n,
                          "position": i / (n - 1) if n > 1 else 0.0, "text": step.strip(), "q": r["q"][i],
                          "Q": r["Q"][i], "A": r["advantages"][i], "idle": flags[i],
                          "inserted": i == item["inserted_step"], "critical": i == r["critical_step"]})
@@ -207,24 +215,28 @@ def st6_claim(rows: list[dict], n_boot: int, seed: int = 0) -> dict:
     if len(idle) < t["min_idle"] or len(progress) < t["min_progress"]:
         return claims.not_measured("ST-6", f"{what}: fewer than {t['min_idle']} idle or {t['min_progress']} progress "
                                            f"steps", unit="difference of rates", n_test=len(steps))
-    traces = sorted({r["trace"] for r in steps})
-    by_trace = {tr: [r for r in steps if r["trace"] == tr] for tr in traces}
+    by_trace: dict[tuple, list[dict]] = {}
+    for r in steps:
+        by_trace.setdefault((r.get("seed", 0), r["trace"]), []).append(r)
+    seeds = sorted({key[0] for key in by_trace})
 
-    def stat(sample: np.ndarray) -> float:
-        chosen = [r for tr in sample for r in by_trace[int(tr)]]
+    def stat(keys: list) -> float:
+        chosen = [r for key in keys for r in by_trace[key]]
         a = [r["A"] <= -low for r in chosen if r["idle"]]
         b = [r["A"] <= -low for r in chosen if not r["idle"]]
         return float(np.mean(a) - np.mean(b)) if a and b else float("nan")
 
-    diff = stats.cluster_bootstrap_ci(traces, traces, stat=stat, n_boot=n_boot, seed=seed)
+    diff = stats.seeds_then_clusters_ci([[k for k in sorted(by_trace) if k[0] == s] for s in seeds], stat,
+                                        n_boot=n_boot, seed=seed)
     return claims.measured("ST-6", diff, stats.verdict(diff, "greater", 0.0), unit="difference of rates",
-                           n_test=len(steps), seeds=1, what=what + "; claimed: above 0",
+                           n_test=len(steps), seeds=len(seeds), what=f"{what}, {len(seeds)} SFT seeds, {diff.kind}"
+                           "; claimed: above 0",
                            idle_low_rate=float(np.mean([r["A"] <= -low for r in idle])),
                            progress_low_rate=float(np.mean([r["A"] <= -low for r in progress])))
 
 
 def cost(P: Params, set_size: int = 0) -> Cost:
     traces = P.max_correct + P.max_incorrect + P.probes
-    return Cost(generated_tokens=P.task.n_train * P.sampling.k * P.sampling.max_new_tokens
-                + traces * 5 * P.stepvalues.rollouts * P.stepvalues.max_new_tokens // 2,
+    return Cost(generated_tokens=len(P.model_seeds) * (P.task.n_train * P.sampling.k * P.sampling.max_new_tokens
+                                                       + traces * 5 * P.stepvalues.rollouts * P.stepvalues.max_new_tokens // 2),
                 notes=("rollouts at about 5 prefixes per trace, half the token limit each",))
