@@ -119,7 +119,8 @@ def open_step(params_file: str | Path, run_root: str | Path | None = None, step:
     if step is not None and run.step.name != step:
         raise ParamsError(f"{paths.shown(run.params_file)}: step: the file is for {run.step.name!r}, but this "
                           f"notebook runs {step!r} (use params/<scale>/{steps.get_step(step).stem}.yaml)")
-    RunDir.open(run.step.name, run.params, run.root, inputs=inputs(run.params, run.params_file, run.root, run.step.name))
+    RunDir.open(run.step.name, run.params, run.root,
+                inputs=inputs(run.params, run.params_file, run.root, run.step.name))
     compute = getattr(run.params, "compute", None)
     if compute is not None:
         import torch

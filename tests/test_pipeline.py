@@ -146,7 +146,8 @@ def test_the_findings_step_is_rerun_when_a_step_it_reports_would_be(tmp_path, mo
     monkeypatch.setattr(steps, "params_files", lambda scale: [sanity, findings])
     folders = []
     for limit in (8, 9):
-        sanity.write_text(f"step: verifier_sanity\nscale: smoke\ndata: {{data_dir: {repo.parent / 'shared' / 'data'}}}\n"
+        data_dir = repo.parent / "shared" / "data"
+        sanity.write_text(f"step: verifier_sanity\nscale: smoke\ndata: {{data_dir: {data_dir}}}\n"
                           f"datasets: [gsm8k]\nlimit: {limit}\n")
         folders.append(pipeline.locate(findings, tmp_path / "runs").path.name)
     assert folders[0] != folders[1]

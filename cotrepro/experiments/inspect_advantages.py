@@ -1,8 +1,9 @@
 """Step 07: what Monte Carlo step advantages flag (Setlur et al. 2024, section 6; claim ST-6).
 
 Each SFT model of step 06 (at `size` problems, one per training seed in `model_seeds`, read from
-step 06's stored model list) samples traces for training problems; every step of every trace gets its EXHAUSTIVE Monte
-Carlo value (the bare prompt valued too, so the first step has an advantage). Three kinds of trace:
+step 06's stored model list) samples traces for training problems; every step of every trace
+gets its EXHAUSTIVE Monte Carlo value (the bare prompt valued too, so the first step has an
+advantage). Three kinds of trace:
 
 - correct: the SFT model's correct samples;
 - probe: a correct sample with ONE idle step inserted (a true operation on two numbers of the
@@ -96,10 +97,12 @@ def value(run, sfts: dict[int, dict], items: dict[int, list[dict]]) -> dict[int,
 
     P = run.params
     stop = get_template(specs.get_task(P.task).name, P.task.template).stop
-    batch = {seed: stepvalue_job(sft, P.task, [{"problem": i["problem"].to_record(), "prompt": i["prompt"],
-                                                "trace": i["trace"]} for i in items[seed]],
-                                 P.stepvalues, seed=seed, stop=stop, value_of_prompt=True, label=f"step values s={seed}")
-             for seed, sft in sfts.items()}
+    batch = {}
+    for seed, sft in sfts.items():
+        records = [{"problem": i["problem"].to_record(), "prompt": i["prompt"], "trace": i["trace"]}
+                   for i in items[seed]]
+        batch[seed] = stepvalue_job(sft, P.task, records, P.stepvalues, seed=seed, stop=stop, value_of_prompt=True,
+                                    label=f"step values s={seed}")
     return run_batch(batch, run.root, P.compute, "step values", "values.json")
 
 
@@ -237,6 +240,7 @@ def st6_claim(rows: list[dict], n_boot: int, seed: int = 0) -> dict:
 
 def cost(P: Params, set_size: int = 0) -> Cost:
     traces = P.max_correct + P.max_incorrect + P.probes
-    return Cost(generated_tokens=len(P.model_seeds) * (P.task.n_train * P.sampling.k * P.sampling.max_new_tokens
-                                                       + traces * 5 * P.stepvalues.rollouts * P.stepvalues.max_new_tokens // 2),
+    per_model = (P.task.n_train * P.sampling.k * P.sampling.max_new_tokens
+                 + traces * 5 * P.stepvalues.rollouts * P.stepvalues.max_new_tokens // 2)
+    return Cost(generated_tokens=len(P.model_seeds) * per_model,
                 notes=("rollouts at about 5 prefixes per trace, half the token limit each",))
