@@ -455,3 +455,27 @@ def test_curve_gain_is_above_zero_only_for_a_curve_that_falls():
     assert falling.low > 0 and falling.estimate == pytest.approx(0.2, abs=0.03)
     rising = curve_gain({64: rung(0.3), 256: rung(0.28), 1024: rung(0.25)}, n_boot=500)
     assert rising.high < 0
+
+
+def test_seeds_then_clusters_covers_the_seed_spread_and_reports_undefined_resamples():
+    """Three seeds whose cluster means are 0.2, 0.5 and 0.8: the interval spans the seeds, not
+    only the clusters of one; a statistic undefined on some resamples says how often."""
+    values = {(s, c): [0.2 + 0.3 * s + 0.01 * (c % 3)] for s in range(3) for c in range(40)}
+    groups = [[(s, c) for c in range(40)] for s in range(3)]
+
+    def mean(keys):
+        return float(np.mean([v for k in keys for v in values[k]]))
+
+    ci = stats.seeds_then_clusters_ci(groups, mean, n_boot=500)
+    assert ci.estimate == pytest.approx(0.51, abs=0.01) and ci.low < 0.35 and ci.high > 0.65
+    assert ci.kind == stats.SEEDS_THEN_CLUSTERS and ci.n_undefined == 0
+    one = stats.seeds_then_clusters_ci(groups[:1], mean, n_boot=500)
+    assert one.high - one.low < 0.01  # one seed: only the clusters vary
+
+    def undefined_without_seed_2(keys):
+        return mean(keys) if any(k[0] == 2 for k in keys) else float("nan")
+
+    partly = stats.seeds_then_clusters_ci(groups, undefined_without_seed_2, n_boot=500)
+    assert 0.2 < partly.share_undefined < 0.4  # (2/3)^3 of the resamples draw no seed 2
+    with pytest.raises(ValueError):
+        stats.seeds_then_clusters_ci([[], groups[0]], mean)
