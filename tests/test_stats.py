@@ -11,9 +11,9 @@ from cotrepro import stats
 from cotrepro.multipliers import (MultiplierInterval, PowerLaw, bootstrap_multiplier, exponent_ci, fit_power_law,
                                   iso_error_n, monotone_errors, multiplier,
                                   power_law_fit_check)
-from cotrepro.stats import (Interval, binomial_ci, both, bootstrap_ci, cluster_bootstrap_ci, cluster_share_ci,
-                            diff_ci, hier_diff_ci, hier_mean_ci, noninferiority, nonsuperiority,
-                            two_level_bootstrap, verdict)
+from cotrepro.stats import (Interval, binomial_ci, bootstrap_ci, cluster_bootstrap_ci, cluster_share_ci, diff_ci,
+                            hier_diff_ci, hier_mean_ci, two_level_bootstrap)
+from cotrepro.verdicts import both, noninferiority, nonsuperiority, verdict
 
 TWO_LEVEL = "two-level bootstrap (seeds, then problems)"
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from cotrepro import claims, stats
+from cotrepro import claims, stats, verdicts
 from cotrepro.conditions import matrix
 from cotrepro.corrupt import ROUNDINGS, TEXT_OPERATORS, corrupt
 from cotrepro.steps import Cost
@@ -103,8 +103,8 @@ def gradual_claim(results: Mapping[str, list[dict]], operators: Sequence[str], c
     early = stats.two_level_bootstrap(groups, lambda g: g["0.25"].mean() - (g["0"].mean() + g["1"].mean()) / 2,
                                       n_boot=n_boot, seed=seed)
     rise = stats.two_level_bootstrap(groups, lambda g: g["0.25"].mean() - g["0"].mean(), n_boot=n_boot, seed=seed)
-    verdict = stats.both(stats.verdict(drop, "greater", 0.0), stats.verdict(early, "greater", 0.0),
-                         stats.nonsuperiority(rise, margin))
+    verdict = verdicts.both(verdicts.verdict(drop, "greater", 0.0), verdicts.verdict(early, "greater", 0.0),
+                         verdicts.nonsuperiority(rise, margin))
     seeds = groups["0"].shape[0]
     n_test = groups["0"].shape[1]
     return claims.measured(

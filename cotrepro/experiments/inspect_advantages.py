@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from cotrepro import claims, stats
+from cotrepro import claims, stats, verdicts
 from cotrepro.steps import Cost
 from cotrepro.params import param
 from cotrepro.sections import ComputeSection, DataSection, SamplingParams, StepValueParams, TaskSection
@@ -231,7 +231,7 @@ def st6_claim(rows: list[dict], n_boot: int, seed: int = 0) -> dict:
 
     diff = stats.seeds_then_clusters_ci([[k for k in sorted(by_trace) if k[0] == s] for s in seeds], stat,
                                         n_boot=n_boot, seed=seed)
-    return claims.measured("ST-6", diff, stats.verdict(diff, "greater", 0.0), unit="difference of rates",
+    return claims.measured("ST-6", diff, verdicts.verdict(diff, "greater", 0.0), unit="difference of rates",
                            n_test=len(steps), seeds=len(seeds), what=f"{what}, {len(seeds)} SFT seeds, {diff.kind}"
                            "; claimed: above 0",
                            idle_low_rate=float(np.mean([r["A"] <= -low for r in idle])),

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from cotrepro import claims, stats
+from cotrepro import claims, stats, verdicts
 from cotrepro.conditions import learned_format, matrix, mean_unparsed
 from cotrepro.steps import Cost
 from cotrepro.params import param
@@ -88,7 +88,7 @@ def distance_claim(nll: Mapping[str, Mapping[str, float]], n_boot: int, seed: in
                 f"NLL(H) - NLL(S) = {style}; content part NLL(S) - NLL(G/W) = {content} nats/token")
     means = ", ".join(f"{k} {np.mean(list(v.values())):.3f}" for k, v in nll.items())
     return claims.measured(
-        "SoT-3", gap, stats.verdict(gap, "greater", 0.0), unit="nats per token", n_test=len(ids), seeds=None,
+        "SoT-3", gap, verdicts.verdict(gap, "greater", 0.0), unit="nats per token", n_test=len(ids), seeds=None,
         what=f"per-token NLL(H) - mean(NLL(G), NLL(W)) under the untuned student, {len(ids)} matched training "
              f"problems, {gap.kind} over problems; mean NLL per set: {means}; claimed: above 0", note=note)
 
@@ -165,7 +165,7 @@ def paraphrase_claim(results: Mapping[str, list[dict]], rate: float, chance: flo
     if not learned_format(results[H_AT_P], t["max_h_unparsed"]):
         return claims.not_askable("SoT-4", diff, f"H's answers are unparsable {unparsed:.0%} of the time after "
                                                  f"fine-tuning (max {t['max_h_unparsed']:.0%})", **context)
-    return claims.measured("SoT-4", diff, stats.verdict(diff, "greater", 0.0), **context)
+    return claims.measured("SoT-4", diff, verdicts.verdict(diff, "greater", 0.0), **context)
 
 
 def cost(P: Params, set_size: int) -> Cost:

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from cotrepro import claims, stats
+from cotrepro import claims, stats, verdicts
 from cotrepro.params import param
 from cotrepro.sections import ComputeSection, DataSection, ModelSpec, SamplingParams, TaskSection
 from cotrepro.steps import Cost, Degenerate
@@ -65,8 +65,8 @@ def sample_traces(P: Params, problems: Sequence[Problem], store, root) -> list[d
     prompts = [task.prompt(p, P.task.template) for p in problems]
     outputs = sample(model, tokenizer, prompts, sampling, store=store, model_id=f"teacher:{P.teacher.name}")
     flat = [(p, i, c) for p, completions in zip(problems, outputs) for i, c in enumerate(completions)]
-    verdicts = grade_problems(task, [p for p, _, _ in flat], [c for _, _, c in flat], progress=False)
-    return [trace_record(p, i, c, v) for (p, i, c), v in zip(flat, verdicts)]
+    graded = grade_problems(task, [p for p, _, _ in flat], [c for _, _, c in flat], progress=False)
+    return [trace_record(p, i, c, v) for (p, i, c), v in zip(flat, graded)]
 
 
 def trace_record(problem: Problem, index: int, completion: str, verdict: dict) -> dict:
@@ -163,7 +163,7 @@ def sot6_claim(graded: Sequence[dict], n_boot: int, seed: int = 0) -> dict:
     share = stats.cluster_bootstrap_ci(valid, [g["problem_id"] for g in wrong], n_boot=n_boot, seed=seed)
     arithmetic = float(np.mean(true))
     return claims.measured(
-        "SoT-6", share, stats.verdict(share, "greater", t["threshold"]), unit="share of steps", n_test=len(wrong),
+        "SoT-6", share, verdicts.verdict(share, "greater", t["threshold"]), unit="share of steps", n_test=len(wrong),
         seeds=None, chance=None, base=None,
         what=f"mean share of valid steps (true arithmetic AND operands from the question or earlier results) in "
              f"{len(wrong)} wrong-answer teacher traces; claimed: above {t['threshold']}",
@@ -182,7 +182,7 @@ def sot7_claim(graded: Sequence[dict], chance_landing: float, n_boot: int, seed:
     p_correct = len(correct) / len(gradable)
     by_chance = p_invalid * chance_landing / p_correct
     return claims.measured(
-        "SoT-7", share, stats.verdict(share, "greater", by_chance), unit="share of G traces", n_test=len(correct),
+        "SoT-7", share, verdicts.verdict(share, "greater", by_chance), unit="share of G traces", n_test=len(correct),
         seeds=None, chance=by_chance, base=None,
         what=f"share of {len(correct)} correct-answer teacher traces holding at least one invalid step (operand-"
              f"aware); claimed: above the {by_chance:.4f} that wrong paths landing on the gold by chance would give "

@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from cotrepro import claims, jobs, multipliers, pairs, specs, stats, train
+from cotrepro import claims, jobs, multipliers, pairs, specs, stats, train, verdicts
 from cotrepro.conditions import (dpo_job, evaluation_job, finetune_job, matrix, run_batch, sampling_job,
                                  stepvalue_job)
 from cotrepro.params import Invalid, param
@@ -268,7 +268,7 @@ def st1_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
     b = multipliers.exponent_ci(sft, n_boot=P.n_boot, seed=seed)
     errors = [1 - m.mean() for m in sft.values()]
     fit = multipliers.power_law_fit_check(list(sft), errors)
-    verdict = stats.both(stats.verdict(b, "greater", 0.0), stats.verdict(b, "less", max_b))
+    verdict = verdicts.both(verdicts.verdict(b, "greater", 0.0), verdicts.verdict(b, "less", max_b))
     return claims.measured(
         "ST-1", b, verdict, unit="power-law exponent b", **_context(evals, P, chance_error),
         what=f"SFT test error = {fit['a']:.3g} n^-b over n = {list(sft)} (errors "
@@ -297,8 +297,8 @@ def st4_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
     _, m, why, falls = _multiplier(evals, P, "dpo_step", seed)
     step, rft = (curve(evals, method, [n], P.seeds)[n] for method in ("dpo_step", "rft"))
     over_rft = stats.hier_diff_ci(step, rft, n_boot=P.n_boot, seed=seed)  # accuracy(step) - accuracy(RFT)
-    verdict = stats.both(claims.multiplier_verdict(m, t["factor"], t["min_factor"]),
-                         stats.verdict(over_rft, "greater", 0.0))
+    verdict = verdicts.both(claims.multiplier_verdict(m, t["factor"], t["min_factor"]),
+                         verdicts.verdict(over_rft, "greater", 0.0))
     return _multiplier_row("ST-4", m, verdict, falls, **_context(evals, P, chance_error),
                            accuracy_over_rft=[over_rft.estimate, over_rft.low, over_rft.high],
                            what=f"per-step DPO on n={n} problems reaches the error SFT reaches on "
@@ -316,7 +316,7 @@ def _multiplier(evals, P: Params, method: str, seed: int):
     m = multipliers.bootstrap_multiplier(sft, curve(evals, method, [n], P.seeds)[n], n, n_boot=P.n_boot, seed=seed)
     gain = multipliers.curve_gain(sft, n_boot=P.n_boot, seed=seed)
     why = f"SFT accuracy at n={max(sft)} over n={min(sft)}: {gain}"
-    return sft, m, why, stats.verdict(gain, "greater", 0.0) == "reproduced"
+    return sft, m, why, verdicts.verdict(gain, "greater", 0.0) == "reproduced"
 
 
 def _multiplier_row(claim_id: str, m, verdict: str, falls: bool, **context) -> dict:
@@ -343,10 +343,10 @@ def st3_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
                         f"at n={n} problems (errors by self-samples {errors}), {gain.kind}; SFT at n={n} against the "
                         f"untuned base: accuracy gain {learned}; claimed: below {margin} (more self-generated "
                         f"positives do not help)")
-    if stats.verdict(learned, "greater", 0.0) != "reproduced":
+    if verdicts.verdict(learned, "greater", 0.0) != "reproduced":
         return claims.not_askable("ST-3", gain, f"SFT at n={n} does not beat the untuned base: a flat curve there is "
                                                 "the floor, not a flattening", **context)
-    return claims.measured("ST-3", gain, stats.nonsuperiority(gain, margin), **context)
+    return claims.measured("ST-3", gain, verdicts.nonsuperiority(gain, margin), **context)
 
 
 def st5_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
@@ -364,10 +364,10 @@ def st5_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
                         f"per-step DPO over SFT {step_gain}, edit over standard {edit_vs_std}, per-step over edit "
                         f"{step_vs_edit}; claimed: below {margin}",
                    step_gain=[step_gain.estimate, step_gain.low, step_gain.high])
-    if stats.verdict(step_gain, "greater", 0.0) != "reproduced":
+    if verdicts.verdict(step_gain, "greater", 0.0) != "reproduced":
         return claims.not_askable("ST-5", gain, "per-step DPO does not beat SFT in this run, so the contrast the "
                                                 "claim draws is absent", **context)
-    return claims.measured("ST-5", gain, stats.nonsuperiority(gain, margin), **context)
+    return claims.measured("ST-5", gain, verdicts.nonsuperiority(gain, margin), **context)
 
 
 def st7_claim(evals, P: Params, chance_pass: float, seed: int = 0) -> dict:
@@ -378,7 +378,7 @@ def st7_claim(evals, P: Params, chance_pass: float, seed: int = 0) -> dict:
     gain_k = stats.hier_diff_ci(at_k["dpo_step"], at_k["sft"], n_boot=P.n_boot, seed=seed)
     gain_1 = stats.hier_diff_ci(at_1["dpo_step"], at_1["sft"], n_boot=P.n_boot, seed=seed)
     return claims.measured(
-        "ST-7", gain_k, stats.both(stats.verdict(gain_k, "greater", 0.0), stats.verdict(gain_1, "greater", 0.0)),
+        "ST-7", gain_k, verdicts.both(verdicts.verdict(gain_k, "greater", 0.0), verdicts.verdict(gain_1, "greater", 0.0)),
         unit=f"pass@{k} difference", **_context(evals, P, chance_pass) | {"base": float(matrix([evals["base@k"]], k).mean())},
         pass1_gain=[gain_1.estimate, gain_1.low, gain_1.high],
         what=f"pass@{k}(per-step DPO) - pass@{k}(SFT) at n={n}, unbiased from {P.pass_at_k.samples} samples at "

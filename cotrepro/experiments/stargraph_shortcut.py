@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from cotrepro import claims, jobs, pairs, specs, stats
+from cotrepro import claims, jobs, pairs, specs, stats, verdicts
 from cotrepro.conditions import dpo_job, pinned, run_batch, sampling_job, stepvalue_job
 from cotrepro.steps import Cost
 from cotrepro.params import param, to_dict
@@ -186,7 +186,7 @@ def st8_claim(results: dict[str, list[dict]], degree: int, n_pairs: int, n_boot:
              f"against the shortcut level {level:.2f}, later-step accuracy {later:.3f}: SFT "
              f"{'sits' if at_shortcut else 'does not sit'} at the shortcut; claimed: above 0")
     if at_shortcut:
-        return claims.measured("ST-8", diff, stats.verdict(diff, "greater", 0.0), **context)
+        return claims.measured("ST-8", diff, verdicts.verdict(diff, "greater", 0.0), **context)
     if later >= min_later and first_ci.low > level:  # positives alone taught the first step: no shortcut to unlearn
         return claims.measured("ST-8", diff, "not reproduced", **context)
     # SFT broke the lookup or fell below the shortcut: nothing to unlearn

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from cotrepro import claims, stats
+from cotrepro import claims, stats, verdicts
 from cotrepro.conditions import NO_FINE_TUNING, learned_format, matrix, mean_unparsed
 from cotrepro.steps import Cost
 from cotrepro.params import param
@@ -86,9 +86,9 @@ def main_claims(results: Mapping[str, list[dict]], chance: float, n_boot: int, s
         if why:
             rows.append(claims.not_askable(claim, effect, why, **sot))
         elif claim == "SoT-1":
-            rows.append(claims.measured(claim, effect, stats.verdict(effect, "greater", 0.0), **sot))
+            rows.append(claims.measured(claim, effect, verdicts.verdict(effect, "greater", 0.0), **sot))
         else:
-            verdict = stats.both(stats.verdict(g_h, "greater", 0.0), stats.noninferiority(g_w, test["margin"]))
+            verdict = verdicts.both(verdicts.verdict(g_h, "greater", 0.0), verdicts.noninferiority(g_w, test["margin"]))
             rows.append(claims.measured(claim, effect, verdict, **sot))
     return rows
 
