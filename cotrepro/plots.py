@@ -170,8 +170,9 @@ def micro_world(run, out: Path) -> list[Path]:
              "intervals over problems.", "", table["nll"],
              "## Star-graph models (one per training seed)", "", table["stargraph"],
              "## The same settings with other seeds", "",
-             "Greedy multi-step accuracy of worlds built with the shipped settings and another seed "
-             "(`world/spread/`, their build reports; the shipped world is seed 0).", "", table["spread"]]
+             "Greedy accuracy of the shipped world (seed 0) and of worlds built with the same settings and "
+             "another seed of the corpora, initialisation and data order (`world/spread/`), from their build "
+             "reports.", "", table["spread"]]
     (out / f"{run.label}.md").write_text("\n".join(lines))
     return written + [out / f"{run.label}.md"] + _world_curves(m["curves"], run.label, out)
 

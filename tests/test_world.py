@@ -74,6 +74,22 @@ def test_a_seed_spread_build_from_the_command_line(tmp_path):
     assert all(0 <= r["low"] <= r["accuracy"] <= r["high"] <= 1 for r in rows)
 
 
+def test_the_spread_table_puts_the_shipped_world_beside_the_other_seeds(tmp_path):
+    from cotrepro.experiments.micro_world import spread_rows
+
+    def report(folder, accuracy):
+        folder.mkdir(parents=True)
+        measured = {"accuracy": accuracy, "low": accuracy - 0.01, "high": accuracy + 0.01, "n": 1000}
+        (folder / "report.json").write_text(json.dumps({"multi_step": measured, "cpu_s": 1.0}))
+
+    report(tmp_path / "teacher", 0.72)
+    report(tmp_path / "student", 0.26)
+    report(tmp_path / "spread" / "seed2" / "teacher", 0.91)
+    rows = spread_rows(tmp_path)
+    assert [(r["seed"], r["model"], r["accuracy"]) for r in rows] == [
+        ("0 (shipped)", "student", 0.26), ("0 (shipped)", "teacher", 0.72), ("2", "teacher", 0.91)]
+
+
 def test_the_identity_follows_the_manifest(tmp_path):
     a = fake_world(tmp_path / "a")
     b = fake_world(tmp_path / "b")

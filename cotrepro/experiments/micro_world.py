@@ -206,18 +206,23 @@ def measure_tokens(world_dir, n_problems: int, max_new_tokens: int) -> list[dict
 
 
 def spread_rows(world_dir) -> list[dict]:
-    """The build reports of worlds made with the shipped settings and other seeds (`spread/`)."""
+    """The build reports of the world's student and teacher (seed 0, the shipped world) and of the
+    worlds made with the same settings and other seeds (`spread/seedN`), side by side."""
     import json
 
+    world_dir = Path(world_dir)
+    shipped = [world_dir / role / "report.json" for role in ("student", "teacher")]
+    reports = [("0 (shipped)", p) for p in shipped if p.is_file()]
+    reports += [(p.parent.parent.name.removeprefix("seed"), p)
+                for p in sorted(world_dir.glob("spread/seed*/*/report.json"))]
     rows = []
-    for path in sorted(Path(world_dir).glob("spread/seed*/*/report.json")):
+    for seed, path in reports:
         report = json.loads(path.read_text())
         for label in ("multi_step", "two_step", "one_step", "path"):
             r = report if label == "path" and "accuracy" in report else report.get(label)
             if r is not None:
-                rows.append({"seed": path.parent.parent.name.removeprefix("seed"), "model": path.parent.name,
-                             "problems": label, "accuracy": r["accuracy"], "low": r["low"], "high": r["high"],
-                             "n": r["n"], "cpu_s": report["cpu_s"]})
+                rows.append({"seed": seed, "model": path.parent.name, "problems": label, "accuracy": r["accuracy"],
+                             "low": r["low"], "high": r["high"], "n": r["n"], "cpu_s": report["cpu_s"]})
     return rows
 
 
