@@ -2,8 +2,8 @@
 
 Every number in `figures/FINDINGS.md` comes with a 95% interval, made here the same way for
 every claim (the verdict rules that read them are in `cotrepro.verdicts`). Every model is trained
-with several seeds and scored on the same test problems, so outcomes are 2-D arrays (seeds, problems) of per-problem scores (0/1, or a
-pass@k estimate in [0, 1]); a 1-D array is read as one seed.
+with several seeds and scored on the same test problems, so outcomes are 2-D arrays (seeds,
+problems) of per-problem scores (0/1, or a pass@k estimate in [0, 1]); a 1-D array is one seed.
 
 Intervals
 - `two_level_bootstrap`: the seed-aware interval. One resample draws, for each group (model)

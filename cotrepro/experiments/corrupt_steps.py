@@ -104,7 +104,7 @@ def gradual_claim(results: Mapping[str, list[dict]], operators: Sequence[str], c
                                       n_boot=n_boot, seed=seed)
     rise = stats.two_level_bootstrap(groups, lambda g: g["0.25"].mean() - g["0"].mean(), n_boot=n_boot, seed=seed)
     verdict = verdicts.both(verdicts.verdict(drop, "greater", 0.0), verdicts.verdict(early, "greater", 0.0),
-                         verdicts.nonsuperiority(rise, margin))
+                            verdicts.nonsuperiority(rise, margin))
     seeds = groups["0"].shape[0]
     n_test = groups["0"].shape[1]
     return claims.measured(

@@ -298,7 +298,7 @@ def st4_claim(evals, P: Params, chance_error: float, seed: int = 0) -> dict:
     step, rft = (curve(evals, method, [n], P.seeds)[n] for method in ("dpo_step", "rft"))
     over_rft = stats.hier_diff_ci(step, rft, n_boot=P.n_boot, seed=seed)  # accuracy(step) - accuracy(RFT)
     verdict = verdicts.both(claims.multiplier_verdict(m, t["factor"], t["min_factor"]),
-                         verdicts.verdict(over_rft, "greater", 0.0))
+                            verdicts.verdict(over_rft, "greater", 0.0))
     return _multiplier_row("ST-4", m, verdict, falls, **_context(evals, P, chance_error),
                            accuracy_over_rft=[over_rft.estimate, over_rft.low, over_rft.high],
                            what=f"per-step DPO on n={n} problems reaches the error SFT reaches on "
