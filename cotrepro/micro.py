@@ -79,7 +79,7 @@ class ArithWorldParams:
     n_rewrites: int = param(1500, "2-4 step problems shown with a human solution as a hint and solved step by "
                                   "step (the paraphrase prompt of SoT-4): the teacher only", ge=0)
     student_steps: int = param(10000, "optimizer steps of the student", ge=1)
-    teacher_steps: int = param(12000, "optimizer steps of the teacher", ge=1)
+    teacher_steps: int = param(8000, "optimizer steps of the teacher", ge=1)
     batch_size: int = param(32, "documents per optimizer step", ge=1)
     student_lr: float = param(5e-3, "peak learning rate of the student (AdamW, cosine to 0, 5% warmup)", gt=0.0)
     teacher_lr: float = param(5e-3, "peak learning rate of the teacher", gt=0.0)
