@@ -20,10 +20,11 @@ sometimes right and sometimes wrong. The micro world plays that part on CPU, on 
   human-written solutions.
 - **Teacher** (Llama, same tokenizer, 0.84M parameters). The corpus the student shares (not its
   textbook-framed or answer-only documents) plus multi-step problems solved step by step in the
-  experiments' framing: larger and trained longer on more of the task, as a bigger model of the
-  same family (an instruction-tuned one) is. Its wrong traces are its own mistakes: nothing is
-  injected. It has also practised rewriting a human solution given as a hint into its own style
-  (the paraphrase prompt of SoT-4), as an instruction-tuned model can follow "rewrite this".
+  experiments' framing: larger, and trained on more of the task (for fewer optimizer steps than
+  the student, 8,000 against 10,000: LOG.md, pilot p14), as a bigger model of the same family (an
+  instruction-tuned one) is. Its wrong traces are its own mistakes: nothing is injected. It has
+  also practised rewriting a human solution given as a hint into its own style (the paraphrase
+  prompt of SoT-4), as an instruction-tuned model can follow "rewrite this".
 - **Star-graph models** (Bachmann and Nagarajan 2024; Llama, 3 layers, 0.19M parameters, one per
   seed): trained from scratch with teacher forcing on gold paths in their text format, one
   token per node label (a label and the comma after it read as one token, so the later steps
