@@ -46,7 +46,8 @@ def record_throughput(**values: float) -> None:
     # each rate keeps the machine it was measured on (a later bench may run on another)
     for name in values:
         entry.setdefault("measured_on", {})[name] = f"{time.strftime('%Y-%m-%d')}, {describe()}"
-    entry["machine"] = describe()
-    entry["measured"] = time.strftime("%Y-%m-%d")
+    # one machine for the whole entry would name the last bench's machine for every rate
+    entry.pop("machine", None)
+    entry.pop("measured", None)
     RESULTS.mkdir(parents=True, exist_ok=True)
     THROUGHPUT.write_text(json.dumps(data, indent=2) + "\n")

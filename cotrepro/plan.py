@@ -103,8 +103,17 @@ def _cpu_estimate(cost, task: str, workers: int | None) -> str:
     seconds = (cost.train_examples * EXAMPLE_TOKENS.get(task, 90) / rates["train_tokens_per_s"]
                + (cost.generated_tokens + cost.teacher_tokens) / rates["sample_tokens_per_s"]
                ) / max(1, min(cores, max(1, cost.fine_tunes)))
-    return (f"at most {seconds / 60:.0f} min on {cores} core(s) (upper bound: every completion at its limit; CPU rates "
-            f"measured {rates.get('measured', '?')} on {rates.get('machine', '?')})")
+    return (f"at most {seconds / 60:.0f} min on {cores} core(s) (upper bound: every completion at its limit; "
+            f"{_provenance(rates)})")
+
+
+def _provenance(rates: dict) -> str:
+    """Where each CPU rate was measured: the benchmarks may have run on different machines."""
+    measured_on = rates.get("measured_on", {})
+    if not measured_on:  # a file written before rates kept their machines
+        return f"CPU rates measured {rates.get('measured', '?')} on {rates.get('machine', '?')}"
+    return "; ".join(f"{label} rate measured {measured_on.get(key, 'on an unrecorded machine')}"
+                     for label, key in (("training", "train_tokens_per_s"), ("sampling", "sample_tokens_per_s")))
 
 
 def plan(params_file: str | Path) -> str:

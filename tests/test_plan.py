@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -107,3 +108,17 @@ def test_plan_cli():
     assert out.stdout.startswith(f"{params} (06_scale_synthetic_data, scale micro)")
     out = subprocess.run([sys.executable, "-m", "cotrepro.cli", "plan"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode != 0 and "Traceback" not in out.stderr
+
+
+def test_the_estimate_names_the_machine_of_each_rate(tmp_path, monkeypatch):
+    """The training and sampling benchmarks may run on different machines: the estimate says
+    which machine each rate came from, not the last benchmark's machine for both."""
+    from cotrepro import paths
+
+    rates = tmp_path / "throughput.json"
+    rates.write_text(json.dumps({"cpu": {
+        "sample_tokens_per_s": 10000, "train_tokens_per_s": 7000,
+        "measured_on": {"sample_tokens_per_s": "2026-12-03, AMD EPYC", "train_tokens_per_s": "2026-12-02, Intel Xeon"}}}))
+    monkeypatch.setattr(paths, "THROUGHPUT", rates)
+    text = plan(REPO / "params/micro/03_train_on_traces.yaml")
+    assert "training rate measured 2026-12-02, Intel Xeon; sampling rate measured 2026-12-03, AMD EPYC" in text
