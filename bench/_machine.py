@@ -33,21 +33,18 @@ def describe() -> str:
             f"torch {torch.__version__}, {device}{load}")
 
 
-def record_throughput(**values: float) -> None:
+def record_throughput(table: str, **values: float) -> None:
     """Merge measured rates (e.g. sample_tokens_per_s) into bench/results/throughput.json, under
-    this machine's kind (cpu or cuda), for `cotrepro plan`'s estimates."""
+    this machine's kind (cpu or cuda), for `cotrepro plan`'s estimates. Each rate keeps the date,
+    the machine it was measured on (the benchmarks may run on different ones) and `table`, what
+    it was read from."""
     import torch
 
     kind = "cuda" if torch.cuda.is_available() else "cpu"
     data = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else {}
     entry = data.setdefault(kind, {})
     entry.update(values)
-    entry.pop("source", None)
-    # each rate keeps the machine it was measured on (a later bench may run on another)
     for name in values:
-        entry.setdefault("measured_on", {})[name] = f"{time.strftime('%Y-%m-%d')}, {describe()}"
-    # one machine for the whole entry would name the last bench's machine for every rate
-    entry.pop("machine", None)
-    entry.pop("measured", None)
+        entry.setdefault("measured_on", {})[name] = f"{time.strftime('%Y-%m-%d')}, {describe()} ({table})"
     RESULTS.mkdir(parents=True, exist_ok=True)
     THROUGHPUT.write_text(json.dumps(data, indent=2) + "\n")

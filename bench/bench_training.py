@@ -92,7 +92,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     full_sft = next(r for r in rows if r[0] == "SFT full")  # the micro experiments fine-tune fully
-    record_throughput(train_tokens_per_s=round(full_sft[-1]))
+    record_throughput("bench/results/training.md, SFT full, micro student", train_tokens_per_s=round(full_sft[-1]))
 
 
 if __name__ == "__main__":

@@ -110,8 +110,6 @@ def _cpu_estimate(cost, task: str, workers: int | None) -> str:
 def _provenance(rates: dict) -> str:
     """Where each CPU rate was measured: the benchmarks may have run on different machines."""
     measured_on = rates.get("measured_on", {})
-    if not measured_on:  # a file written before rates kept their machines
-        return f"CPU rates measured {rates.get('measured', '?')} on {rates.get('machine', '?')}"
     return "; ".join(f"{label} rate measured {measured_on.get(key, 'on an unrecorded machine')}"
                      for label, key in (("training", "train_tokens_per_s"), ("sampling", "sample_tokens_per_s")))
 
