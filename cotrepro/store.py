@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from cotrepro.kernels import kernel_settings
+
 DEFAULT_ROOT = Path(os.environ.get("COTREPRO_RUNS", "runs"))
 TRACKED_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "math_verify",
                      "tokenizers", "numpy", "papermill")
@@ -194,6 +196,7 @@ class RunDir:
                 "python": sys.version.split()[0],
                 "platform": platform.platform(),
                 "libraries": library_versions(),
+                "cpu_kernels": kernel_settings(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             _atomic_write(manifest, json.dumps(info, indent=2))
