@@ -4,14 +4,16 @@ PyTorch, MKL and oneDNN pick their vector code at run time from what the CPU off
 this project's machines, AVX2 on older ones. The paths round differently (pilot p15 in LOG.md: the
 micro teacher's logits differ bitwise between them), and a greedy answer near a tie then flips on
 another machine, which moves a committed table by one answer in thousands. Pinning all three
-libraries to AVX2, which every x86-64 machine of the last decade has, gives one path everywhere.
-It costs some speed where AVX-512 was available (measured in LOG.md, 2026-12-04).
+libraries to AVX2, which nearly every x86-64 server of the last decade has, gives one path
+everywhere. On this project's AVX-512 machine the AVX2 paths were faster, not slower (LOG.md,
+2026-12-04).
 
 The settings are environment variables each library reads when it first dispatches a kernel, so
 `pin_cpu_kernels` runs when `cotrepro` is imported, before any tensor exists; child processes
 (papermill kernels, the job pool, `accelerate launch` ranks) inherit them. A variable the user
-already set wins, and `COTREPRO_NATIVE_KERNELS=1` turns the pinning off (faster, not comparable).
-On other machines (aarch64) nothing is set: their kernels differ from x86 ones anyway.
+already set wins, and `COTREPRO_NATIVE_KERNELS=1` turns the pinning off (the machine's own
+path: not comparable across machines). On other machines (aarch64) nothing is set: their kernels
+differ from x86 ones anyway.
 """
 
 from __future__ import annotations
