@@ -38,4 +38,4 @@ def pin_cpu_kernels(environ: dict | None = None, machine: str | None = None) -> 
 
 def kernel_settings() -> dict[str, str]:
     """The kernel variables of this process, for a run's manifest."""
-    return {name: os.environ.get(name, "") for name in (*PINNED, OPT_OUT) if os.environ.get(name)}
+    return {name: os.environ[name] for name in (*PINNED, OPT_OUT) if os.environ.get(name)}
