@@ -79,6 +79,10 @@ class ArithWorldParams:
                                      "as the web has", ge=0)
     n_rewrites: int = param(1500, "2-4 step problems shown with a human solution as a hint and solved step by "
                                   "step (the paraphrase prompt of SoT-4): the teacher only", ge=0)
+    n_more_rewrites: int = param(0, "more such rewrite documents, added after the teacher's corpus is shuffled: "
+                                    "the trainer draws its batches at random, so their place does not matter to "
+                                    "training, while the tokenizer numbers pieces by first appearance, so the "
+                                    "shared tokenizer and the student stay as they were", ge=0)
     student_steps: int = param(10000, "optimizer steps of the student", ge=1)
     teacher_steps: int = param(8000, "optimizer steps of the teacher", ge=1)
     batch_size: int = param(32, "documents per optimizer step", ge=1)
@@ -175,12 +179,16 @@ def build_corpora(params: ArithWorldParams, seed: int = 0) -> dict[str, list[str
     graphs = stargraph.generate_problems(params.n_other_tasks, seed + 4)
     student = shared + [p.question for p in puzzles] + [p.question for p in graphs]
     hint = get_template("micro", "paraphrase")
-    rewrites = [render(hint, question=p.question, trace=arith.render_human(p)) + arith.render_stepwise(p)
-                for p in problems(params.n_rewrites, 7, (2, 4))]
+
+    def rewritten(problem):  # the paraphrase prompt, then the human solution in the teacher's style
+        return render(hint, question=problem.question, trace=arith.render_human(problem)) + arith.render_stepwise(problem)
+
+    rewrites = [rewritten(p) for p in problems(params.n_rewrites, 7, (2, 4))]
     teacher = (shared + [solved(p) for p in problems(params.n_multi_step, 5, (2, 4))] + rewrites
                + [f"{p.question}\n{p.solution}" for p in puzzles] + [f"{p.question}{p.solution}" for p in graphs])
     rng.shuffle(student)
     rng.shuffle(teacher)
+    teacher += [rewritten(p) for p in problems(params.n_more_rewrites, 31, (2, 4))]  # after: see n_more_rewrites
     # placed with their own generator, so the other documents (and the teacher's) keep their order
     mixer = random.Random(seed + 9)
     for doc in [solved(p) for p in problems(params.n_student_multi_step, 8, (2, 4))]:

@@ -15,6 +15,8 @@ folder and quiets the libraries.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,8 +164,11 @@ def _execute(notebook: Path, executed: Path, run: StepRun) -> None:
     from traitlets.config import Config
 
     # IPC sockets, not TCP: the kernel is local, and over TCP ipykernel warns on every start
-    # that its traffic is unencrypted.
-    config = Config({"KernelManager": {"transport": "ipc"}})
+    # that its traffic is unencrypted. The sockets go in a folder of their own: by default they
+    # are files named kernel-ipc-N in the working directory (the repository), and a kernel that is
+    # killed leaves them there.
+    sockets = Path(tempfile.mkdtemp(prefix="cotrepro-kernel-"))
+    config = Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "ipc")}})
     try:
         papermill.execute_notebook(
             str(notebook), str(executed), cwd=str(paths.REPO_ROOT), kernel_name="python3",
@@ -172,6 +177,8 @@ def _execute(notebook: Path, executed: Path, run: StepRun) -> None:
     except papermill.PapermillExecutionError as e:
         raise StepFailed(f"{run.step.stem} failed ({e.ename}: {_first_line(e.evalue)}); "
                          f"executed notebook: {paths.shown(executed)}") from None
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def _first_line(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -74,6 +75,26 @@ def test_corpora_hold_both_styles_and_no_injected_mistakes(corpora):
     assert len(rewrites) == SMALL.n_rewrites
     assert build_corpora(SMALL) == corpora  # deterministic for a seed
     assert build_corpora(SMALL, seed=1) != corpora
+
+
+def test_more_rewrites_change_the_teacher_only(corpora):
+    """n_more_rewrites adds rewrite documents after the shuffle: the student's corpus and every
+    other teacher document keep their place."""
+    more = build_corpora(replace(SMALL, n_more_rewrites=25))
+    assert more["student"] == corpora["student"]
+    assert more["teacher"][:len(corpora["teacher"])] == corpora["teacher"]
+    added = more["teacher"][len(corpora["teacher"]):]
+    assert len(added) == 25 and all("\nHint: " in d and d.startswith("Question: ") for d in added)
+
+
+@pytest.mark.skipif(not (world.WORLD_DIR / "teacher").is_dir(), reason="needs the shipped micro world")
+def test_the_shipped_tokenizer_is_the_one_its_params_build():
+    """The world's one tokenizer numbers pieces by first appearance in the teacher's corpus; the
+    build must give the shipped one again (or the student's embeddings would change with it)."""
+    a = ArithWorldParams()
+    vocab = build_word_tokenizer(build_corpora(a)["teacher"], max_number=max(a.max_value, 100)).get_vocab()
+    shipped = json.loads((world.WORLD_DIR / "teacher" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert vocab == shipped
 
 
 def test_corpora_use_the_whole_number_range():

@@ -65,12 +65,17 @@ def test_a_notebook_refuses_a_params_file_of_another_step(tmp_path):
 
 def test_a_step_that_raises_is_not_marked_done_and_names_its_executed_notebook(tmp_path):
     # step 03 before step 02: it cannot find the sets, says which command to run, and is not done
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    sockets_before = set(REPO.glob("kernel-ipc-*"))
     out = cli("run", "notebooks/03_train_on_traces.ipynb", "-f", "params/smoke/03_train_on_traces.yaml",
-              "--run-root", str(tmp_path))
+              "--run-root", str(tmp_path / "runs"), env={"TMPDIR": str(temp)})
     line = one_error_line(out, "run")
     assert "03_train_on_traces failed" in line and "run it first: cotrepro run notebooks/02_sample_teacher_traces" in line
-    executed = tmp_path / line.split("executed notebook: ")[1].split(str(tmp_path) + "/")[-1]
+    executed = tmp_path / "runs" / line.split("executed notebook: ")[1].split(str(tmp_path / "runs") + "/")[-1]
     assert executed.is_file() and not (executed.parent / "DONE.json").exists()
+    # the kernel's sockets lived in a folder of their own, removed after it: none in the repository
+    assert set(REPO.glob("kernel-ipc-*")) == sockets_before and not list(temp.iterdir())
 
 
 def test_bad_params_stop_the_runner_with_one_line_naming_file_key_and_line(tmp_path):

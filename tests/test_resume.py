@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (REPO / "world" / "MANIFE
 
 
 def env_for(root: Path) -> dict:
-    return {**os.environ, "COTREPRO_RUNS": str(root), "COTREPRO_FIGURES": str(root / "figures")}
+    (root / "tmp").mkdir(parents=True, exist_ok=True)  # a killed kernel's sockets stay in there
+    return {**os.environ, "COTREPRO_RUNS": str(root), "COTREPRO_FIGURES": str(root / "figures"),
+            "TMPDIR": str(root / "tmp")}
 
 
 def run(args: list[str], root: Path) -> subprocess.CompletedProcess:
@@ -40,6 +42,7 @@ def run(args: list[str], root: Path) -> subprocess.CompletedProcess:
 def kill_when(args: list[str], root: Path, ready, timeout: float = 300) -> bool:
     """Start the command and SIGKILL its whole session as soon as `ready()` holds; False if the
     command finished first."""
+    sockets_before = set(REPO.glob("kernel-ipc-*"))
     process = subprocess.Popen([CLI, *args], cwd=REPO, env=env_for(root), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
@@ -48,6 +51,8 @@ def kill_when(args: list[str], root: Path, ready, timeout: float = 300) -> bool:
             if ready():
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+                # the killed kernel's socket files are left behind, but not in the repository
+                assert set(REPO.glob("kernel-ipc-*")) == sockets_before
                 return True
             time.sleep(0.01)
         return False
