@@ -144,7 +144,7 @@ def _cmd_world(args: argparse.Namespace) -> int:
         command = ["cotrepro", "world", "build", "--out", args.out] + (["--smoke"] if args.smoke else []) \
             + (["--seed", str(args.seed)] if args.seed else []) + (["--arith-only"] if args.arith_only else [])
         world.rebuild(out, smoke=args.smoke, command=" ".join(command), seed=args.seed,
-                      parts=("arith",) if args.arith_only else ("arith", "stargraph"))
+                      parts=("arith",) if args.arith_only else ("arith", "paraphraser", "stargraph"))
         print(f"built the micro world in {shown(out)} ({world.MANIFEST} holds the sha256 of every file)")
         return 0
     if args.action == "check":
@@ -291,7 +291,8 @@ exit status: 0 graded; 1 nothing could be graded (every item failed or is ungrad
     w.add_argument("--seed", type=int, default=0, metavar="N",
                    help="build: seed of the corpora, initialisation and data order (the shipped world is 0)")
     w.add_argument("--arith-only", action="store_true",
-                   help="build: the student and teacher only, no star-graph models (a seed-spread build)")
+                   help="build: the student and teacher only, no paraphraser or star-graph models (a "
+                        "seed-spread build)")
     w.set_defaults(func=_cmd_world)
     return p
 

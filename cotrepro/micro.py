@@ -24,14 +24,19 @@ sometimes right and sometimes wrong. The micro world plays that part on CPU, on 
   the student, 8,000 against 10,000: LOG.md, pilot p14), as a bigger model of the same family (an
   instruction-tuned one) is. Its wrong traces are its own mistakes: nothing is injected. It has
   also practised rewriting a human solution given as a hint into its own style (the paraphrase
-  prompt of SoT-4), as an instruction-tuned model can follow "rewrite this".
+  prompt of SoT-4), as an instruction-tuned model can follow "rewrite this", but too little to
+  keep the answer of most rewrites.
+- **Paraphraser** (the teacher's shape, tokenizer and budget): the teacher's corpus plus many
+  more rewrite documents, so it keeps the answer in most rewrites, as a model tuned for
+  rewriting does. The teacher itself cannot be given that many: with 20,000 more it kept 51% of
+  its rewrites and its own accuracy left the 55-85% band (LOG.md, pilot p17).
 - **Star-graph models** (Bachmann and Nagarajan 2024; Llama, 3 layers, 0.19M parameters, one per
   seed): trained from scratch with teacher forcing on gold paths in their text format, one
   token per node label (a label and the comma after it read as one token, so the later steps
   are a plain lookup). They learn the edge lookup of the later steps and leave the first step,
   which needs planning, near chance: the "Clever Hans" shortcut (ST-8).
 
-`build_world(params, out_dir)` trains all three and writes each as a `save_pretrained` folder
+`build_world(params, out_dir)` trains them all and writes each as a `save_pretrained` folder
 (model and tokenizer) with its loss and accuracy curves, and `world.json`: the params and their
 hash, CPU time, and held-out accuracies with 95% intervals. `cotrepro world build` runs it; the
 shipped copy under `world/` is what `make reproduce` uses (`cotrepro.world` checks its hashes).
@@ -79,10 +84,9 @@ class ArithWorldParams:
                                      "as the web has", ge=0)
     n_rewrites: int = param(1500, "2-4 step problems shown with a human solution as a hint and solved step by "
                                   "step (the paraphrase prompt of SoT-4): the teacher only", ge=0)
-    n_more_rewrites: int = param(0, "more such rewrite documents, added after the teacher's corpus is shuffled: "
-                                    "the trainer draws its batches at random, so their place does not matter to "
-                                    "training, while the tokenizer numbers pieces by first appearance, so the "
-                                    "shared tokenizer and the student stay as they were", ge=0)
+    paraphraser_rewrites: int = param(100_000, "rewrite documents beyond n_rewrites in the paraphraser's corpus "
+                                               "(0: no paraphraser): the teacher's corpus plus these, its shape "
+                                               "and budget (LOG.md, pilot p17)", ge=0)
     student_steps: int = param(10000, "optimizer steps of the student", ge=1)
     teacher_steps: int = param(8000, "optimizer steps of the teacher", ge=1)
     batch_size: int = param(32, "documents per optimizer step", ge=1)
@@ -181,14 +185,18 @@ def build_corpora(params: ArithWorldParams, seed: int = 0) -> dict[str, list[str
     hint = get_template("micro", "paraphrase")
 
     def rewritten(problem):  # the paraphrase prompt, then the human solution in the teacher's style
-        return render(hint, question=problem.question, trace=arith.render_human(problem)) + arith.render_stepwise(problem)
+        prompt = render(hint, question=problem.question, trace=arith.render_human(problem))
+        return prompt + arith.render_stepwise(problem)
 
     rewrites = [rewritten(p) for p in problems(params.n_rewrites, 7, (2, 4))]
     teacher = (shared + [solved(p) for p in problems(params.n_multi_step, 5, (2, 4))] + rewrites
                + [f"{p.question}\n{p.solution}" for p in puzzles] + [f"{p.question}{p.solution}" for p in graphs])
     rng.shuffle(student)
     rng.shuffle(teacher)
-    teacher += [rewritten(p) for p in problems(params.n_more_rewrites, 31, (2, 4))]  # after: see n_more_rewrites
+    # After the shuffle: the trainer draws its batches at random, so where a document sits does
+    # not matter to training, but the tokenizer numbers pieces by first appearance in the
+    # teacher's corpus, and the paraphraser's documents must leave it (and the student) as it is.
+    paraphraser = teacher + [rewritten(p) for p in problems(params.paraphraser_rewrites, 31, (2, 4))]
     # placed with their own generator, so the other documents (and the teacher's) keep their order
     mixer = random.Random(seed + 9)
     for doc in [solved(p) for p in problems(params.n_student_multi_step, 8, (2, 4))]:
@@ -199,7 +207,8 @@ def build_corpora(params: ArithWorldParams, seed: int = 0) -> dict[str, list[str
     mixer = random.Random(seed + 29)  # its own generator again: the documents above keep their places
     for doc in worked + direct:
         student.insert(mixer.randrange(len(student) + 1), doc)
-    return {"student": student, "teacher": teacher}
+    corpora = {"student": student, "teacher": teacher}
+    return corpora | ({"paraphraser": paraphraser} if params.paraphraser_rewrites else {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +288,8 @@ def _with_interval(result: dict, n: int) -> dict:
 
 
 def build_arith_models(params: WorldParams, out_dir: Path, roles=("teacher", "student")) -> dict:
-    """Train the student and teacher into `out_dir/<role>`; returns their reports."""
+    """Train the arith models `roles` (teacher, student, paraphraser) into `out_dir/<role>`;
+    returns their reports."""
     a = params.arith
     corpora = build_corpora(a, params.seed)
     tokenizer = build_word_tokenizer(corpora["teacher"], max_number=max(a.max_value, 100))
@@ -351,7 +361,7 @@ def build_star_models(params: WorldParams, out_dir: Path) -> dict:
     return reports
 
 
-def build_world(params: WorldParams, out_dir: str | Path, parts=("arith", "stargraph")) -> dict:
+def build_world(params: WorldParams, out_dir: str | Path, parts=("arith", "paraphraser", "stargraph")) -> dict:
     """Train the micro world into `out_dir` and write `world.json` (see the module docstring)."""
     import torch
 
@@ -360,8 +370,9 @@ def build_world(params: WorldParams, out_dir: str | Path, parts=("arith", "starg
     torch.set_num_threads(params.threads)
     try:
         report: dict = {"params": to_dict(params), "params_hash": stable_hash(params)}
-        if "arith" in parts:
-            report.update(build_arith_models(params, out_dir))
+        roles = (["teacher", "student"] if "arith" in parts else []) + \
+            (["paraphraser"] if "paraphraser" in parts and params.arith.paraphraser_rewrites else [])
+        report.update(build_arith_models(params, out_dir, roles))
         if "stargraph" in parts:
             report.update(build_star_models(params, out_dir))
     finally:

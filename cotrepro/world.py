@@ -4,6 +4,7 @@ The micro world plays the part hub checkpoints play at paper scale. It is traine
 (`cotrepro world build`, see `cotrepro.micro`), committed under `world/` and checked before use:
 
     world/student/  world/teacher/        save_pretrained folders (model and tokenizer)
+    world/paraphraser/                    the teacher's recipe trained for rewriting (SoT-4)
     world/stargraph-s0/ ...-s1/ ...-s2/   the star-graph models, one per training seed
     world/test.jsonl       held-out arith problems, each with the prompt the experiments use
     world/world.json       the build report: params and their hash, CPU time, accuracies
@@ -22,7 +23,6 @@ from pathlib import Path
 
 from cotrepro.paths import WORLD_DIR, shown
 
-ROLES = ("student", "teacher", "stargraph-s0", "stargraph-s1", "stargraph-s2")
 MANIFEST = "MANIFEST.json"
 BUILD_COMMAND = "cotrepro world build --out world"
 
@@ -125,6 +125,7 @@ def describe(world_dir: Path = WORLD_DIR) -> dict:
     world_dir = Path(world_dir).resolve()
     params = report(world_dir)["params"]
     return {"student": str(world_dir / "student"), "teacher": str(world_dir / "teacher"),
+            **({"paraphraser": str(world_dir / "paraphraser")} if (world_dir / "paraphraser").is_dir() else {}),
             "stargraph": [str(p.parent) for p in sorted(world_dir.glob("stargraph-s*/config.json"))],
             "test": str(world_dir / "test.jsonl"),
             "task": {"name": "arith", "template": params["arith"]["template"],
@@ -157,7 +158,7 @@ def smoke_world():
 
 
 def rebuild(out_dir: str | Path, smoke: bool = False, command: str = "", seed: int = 0,
-            parts=("arith", "stargraph")) -> dict:
+            parts=("arith", "paraphraser", "stargraph")) -> dict:
     """`cotrepro world build`: train the micro world (the shipped settings, or a tiny one with
     `smoke`) into `out_dir`, export its test problems and hash every file. A model already built
     there (its `curves.json` is written last) is kept, so a killed build resumes. Another `seed`

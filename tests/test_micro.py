@@ -24,7 +24,8 @@ from cotrepro.world import rebuild, smoke_world
 torch.set_num_threads(1)
 
 SMALL = ArithWorldParams(n_step_lines=20, n_one_step=30, n_two_step=20, n_statements=30, n_other_tasks=10,
-                         n_multi_step=40, n_rewrites=10, n_student_worked=30, n_student_direct=10)
+                         n_multi_step=40, n_rewrites=10, n_student_worked=30, n_student_direct=10,
+                         paraphraser_rewrites=0)
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +78,14 @@ def test_corpora_hold_both_styles_and_no_injected_mistakes(corpora):
     assert build_corpora(SMALL, seed=1) != corpora
 
 
-def test_more_rewrites_change_the_teacher_only(corpora):
-    """n_more_rewrites adds rewrite documents after the shuffle: the student's corpus and every
-    other teacher document keep their place."""
-    more = build_corpora(replace(SMALL, n_more_rewrites=25))
-    assert more["student"] == corpora["student"]
-    assert more["teacher"][:len(corpora["teacher"])] == corpora["teacher"]
-    added = more["teacher"][len(corpora["teacher"]):]
+def test_the_paraphraser_reads_the_teachers_corpus_and_more_rewrites(corpora):
+    """paraphraser_rewrites adds a paraphraser's corpus: the teacher's, in its order, then the
+    extra rewrite documents; the student's and the teacher's corpora are as without it."""
+    assert "paraphraser" not in corpora
+    more = build_corpora(replace(SMALL, paraphraser_rewrites=25))
+    assert more["student"] == corpora["student"] and more["teacher"] == corpora["teacher"]
+    assert more["paraphraser"][:len(corpora["teacher"])] == corpora["teacher"]
+    added = more["paraphraser"][len(corpora["teacher"]):]
     assert len(added) == 25 and all("\nHint: " in d and d.startswith("Question: ") for d in added)
 
 
@@ -92,15 +94,19 @@ def test_the_shipped_tokenizer_is_the_one_its_params_build():
     """The world's one tokenizer numbers pieces by first appearance in the teacher's corpus; the
     build must give the shipped one again (or the student's embeddings would change with it)."""
     a = ArithWorldParams()
-    vocab = build_word_tokenizer(build_corpora(a)["teacher"], max_number=max(a.max_value, 100)).get_vocab()
-    shipped = json.loads((world.WORLD_DIR / "teacher" / "tokenizer.json").read_text())["model"]["vocab"]
-    assert vocab == shipped
+    corpora = build_corpora(a)
+    vocab = build_word_tokenizer(corpora["teacher"], max_number=max(a.max_value, 100)).get_vocab()
+    for role in ("student", "teacher", "paraphraser"):
+        shipped = json.loads((world.WORLD_DIR / role / "tokenizer.json").read_text())["model"]["vocab"]
+        assert vocab == shipped, role
+    # and the paraphraser's extra documents hold no piece outside it (which would encode as padding)
+    assert build_word_tokenizer(corpora["paraphraser"], max_number=max(a.max_value, 100)).get_vocab() == vocab
 
 
 def test_corpora_use_the_whole_number_range():
     corpora = build_corpora(ArithWorldParams(n_step_lines=200, n_one_step=0, n_two_step=0, n_statements=0,
                                              n_other_tasks=0, n_multi_step=0, n_rewrites=0,
-                                             n_student_worked=0, n_student_direct=0))
+                                             n_student_worked=0, n_student_direct=0, paraphraser_rewrites=0))
     numbers = [int(n) for d in corpora["teacher"] for n in d.replace("\n", " ").split() if n.isdigit()]
     assert max(numbers) > 99 and max(numbers) <= 120 and min(numbers) >= 2
 
@@ -127,7 +133,7 @@ def test_smoke_world_gives_loadable_cached_checkpoints(tmp_path):
     assert report["params_hash"] == manifest["params_hash"] and manifest["command"] == "test"
     assert 0.0 <= report["teacher"]["multi_step"]["accuracy"] <= 1.0
     assert "one_step" in report["student"] and "two_step" in report["student"]
-    for role in ("student", "teacher", "stargraph-s0"):
+    for role in ("student", "teacher", "paraphraser", "stargraph-s0"):
         curves = json.loads((tmp_path / role / "curves.json").read_text())
         assert curves["loss"] and all(point["loss"] > 0 for point in curves["loss"])
         model, _ = load_model(tmp_path / role, device="cpu")

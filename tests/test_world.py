@@ -160,6 +160,21 @@ def test_the_shipped_world_checks():
 
 
 @shipped
+def test_the_shipped_world_is_what_world_build_builds():
+    """Its report's params are the defaults `cotrepro world build` trains with, and it holds
+    every model they make (the paraphraser only where its params ask for one)."""
+    from cotrepro.micro import WorldParams
+    from cotrepro.params import to_dict
+    from cotrepro.store import stable_hash
+
+    built = world.report()
+    assert built["params"] == to_dict(WorldParams())
+    assert built["params_hash"] == stable_hash(WorldParams()) == world.manifest()["params_hash"]
+    roles = {"student", "teacher"} | ({"paraphraser"} if WorldParams().arith.paraphraser_rewrites else set())
+    assert roles <= set(built) and all((SHIPPED / role / "config.json").is_file() for role in roles)
+
+
+@shipped
 def test_a_copy_of_the_shipped_world_with_one_changed_byte_fails(tmp_path):
     copy = tmp_path / "world"
     shutil.copytree(SHIPPED, copy)
@@ -188,8 +203,8 @@ def described():
 
 @shipped
 def test_world_json_names_the_folders_test_file_and_task(described):
-    assert {"student", "teacher", "test", "task"} <= set(described)
-    for role in ("student", "teacher"):
+    assert {"student", "teacher", "paraphraser", "test", "task"} <= set(described)
+    for role in ("student", "teacher", "paraphraser"):
         assert Path(described[role]).is_absolute() and Path(described[role]).is_dir()
     task = described["task"]
     assert task["name"] == "arith" and isinstance(task["template"], str) and task["stop"]
