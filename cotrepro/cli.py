@@ -282,7 +282,7 @@ exit status: 0 graded; 1 nothing could be graded (every item failed or is ungrad
     w = sub.add_parser("world", help="the micro world: its folders (--json), its hashes (check), a rebuild (build)",
                        description="Without an action, print the micro world's model folders, test file and task "
                                    "options. check: compare every file with its sha256. build: train a world from "
-                                   "scratch (about an hour on one core; --smoke: seconds).")
+                                   "scratch (about two hours on one core; --smoke: seconds).")
     w.add_argument("action", nargs="?", choices=("check", "build"), default=None, help="check or build")
     w.add_argument("--json", action="store_true", help="print one JSON object on one line")
     w.add_argument("--dir", default=None, metavar="DIR", help="the world to read (default: world/)")
