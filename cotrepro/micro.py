@@ -372,7 +372,8 @@ def build_world(params: WorldParams, out_dir: str | Path, parts=("arith", "parap
         report: dict = {"params": to_dict(params), "params_hash": stable_hash(params)}
         roles = (["teacher", "student"] if "arith" in parts else []) + \
             (["paraphraser"] if "paraphraser" in parts and params.arith.paraphraser_rewrites else [])
-        report.update(build_arith_models(params, out_dir, roles))
+        if roles:  # their corpora and tokenizer are built only when a model needs them
+            report.update(build_arith_models(params, out_dir, roles))
         if "stargraph" in parts:
             report.update(build_star_models(params, out_dir))
     finally:

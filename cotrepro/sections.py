@@ -32,8 +32,9 @@ class DataSection:
 @dataclass(frozen=True)
 class ModelSpec:
     """One model: a hub id or local folder (paper scale), `micro:student`, `micro:teacher`,
-    `micro:paraphraser` or `micro:stargraph-s0` (the shipped micro world, `world/`), or `tiny:ARCH` (a tiny random qwen2,
-    llama or gemma2 that stands in for a hub checkpoint when the paper params run in CI)."""
+    `micro:paraphraser` or `micro:stargraph-s0` (the shipped micro world, `world/`), or
+    `tiny:ARCH` (a tiny random qwen2, llama or gemma2 that stands in for a hub checkpoint when the
+    paper params run in CI)."""
 
     name: str = param(help="model spec (see above)")
     revision: str | None = param(None, "hub revision (commit, branch or tag); null = the default branch")
