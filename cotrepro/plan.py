@@ -76,35 +76,48 @@ def _sizes(P, params_file: Path) -> tuple[float | None, float | None]:
     return student, teacher
 
 
-def _gpu_hours(P, cost, task: str, params_file: Path) -> str:
+def _gpu_hours(P, cost, task: str, params_file: Path) -> tuple[float | None, str]:
+    """(hours or None when unknown, the estimate line's text)."""
     if not (cost.train_examples or cost.generated_tokens or cost.teacher_tokens):
-        return "0 GPU-hours (grading or reading stored results only: CPU work)"
+        return 0.0, "0 GPU-hours (grading or reading stored results only: CPU work)"
     student, teacher = _sizes(P, params_file)
     needed = [b for b, used in ((student, cost.train_examples or cost.generated_tokens), (teacher, cost.teacher_tokens))
               if used]
     if any(b is None for b in needed):
-        return "unknown: a model's size is not in cotrepro.plan.BILLIONS (or the step runs micro models); add it"
+        return None, "unknown: a model's size is not in cotrepro.plan.BILLIONS (or the step runs micro models); add it"
     tokens = EXAMPLE_TOKENS.get(task, 300)
     train = 6 * (student or 0) * 1e9 * cost.train_examples * tokens / (H200_BF16_FLOPS * ASSUMED_MFU)
     sample = (cost.generated_tokens / _vllm_rate(student) if cost.generated_tokens else 0.0) + (
         cost.teacher_tokens / _vllm_rate(teacher) if cost.teacher_tokens else 0.0)
-    return (f"{(train + sample) / 3600:.1f} GPU-hours on one H200 (training {train / 3600:.1f} h at {ASSUMED_MFU:.0%} "
-            f"of the bf16 peak; sampling {sample / 3600:.1f} h at assumed vLLM rates of "
-            f"{ASSUMED_VLLM_SCALE:,}/B^0.9 tokens/s; measure both with bench/bench_gpu.py)")
+    return (train + sample) / 3600, (f"{(train + sample) / 3600:.1f} GPU-hours on one H200 (training "
+                                     f"{train / 3600:.1f} h, sampling {sample / 3600:.1f} h)")
 
 
-def _cpu_estimate(cost, task: str, workers: int | None) -> str:
+GPU_ASSUMPTIONS = (f"training at {ASSUMED_MFU:.0%} of the bf16 peak (6 x parameters FLOPs a token); sampling at "
+                   f"assumed vLLM rates of {ASSUMED_VLLM_SCALE:,}/B^0.9 tokens/s; measure both with bench/bench_gpu.py")
+
+
+def _cpu_rates() -> dict | None:
     if not paths.THROUGHPUT.is_file():
-        return "unknown: no throughput measured yet (run `make bench`)"
-    rates = json.loads(paths.THROUGHPUT.read_text()).get("cpu")
-    if not rates:
-        return "unknown: no CPU throughput in bench/results/throughput.json (run `make bench`)"
-    cores = workers or len(os.sched_getaffinity(0))
-    seconds = (cost.train_examples * EXAMPLE_TOKENS.get(task, 90) / rates["train_tokens_per_s"]
-               + (cost.generated_tokens + cost.teacher_tokens) / rates["sample_tokens_per_s"]
-               ) / max(1, min(cores, max(1, cost.fine_tunes)))
-    return (f"at most {seconds / 60:.0f} min on {cores} core(s) (upper bound: every completion at its limit; "
-            f"{_provenance(rates)})")
+        return None
+    return json.loads(paths.THROUGHPUT.read_text()).get("cpu") or None
+
+
+def _cores(workers: int | None) -> int:
+    return workers or len(os.sched_getaffinity(0))
+
+
+def _cpu_seconds(cost, task: str, workers: int | None) -> float | None:
+    """Upper bound on the wall time of a step on this machine's cores (None: no rates measured)."""
+    rates = _cpu_rates()
+    if rates is None:
+        return None
+    return (cost.train_examples * EXAMPLE_TOKENS.get(task, 90) / rates["train_tokens_per_s"]
+            + (cost.generated_tokens + cost.teacher_tokens) / rates["sample_tokens_per_s"]
+            ) / max(1, min(_cores(workers), max(1, cost.fine_tunes)))
+
+
+NO_RATES = "unknown: no CPU throughput measured yet in bench/results/throughput.json (run `make bench`)"
 
 
 def _provenance(rates: dict) -> str:
@@ -114,9 +127,9 @@ def _provenance(rates: dict) -> str:
                      for label, key in (("training", "train_tokens_per_s"), ("sampling", "sample_tokens_per_s")))
 
 
-def plan(params_file: str | Path) -> str:
-    """A human-readable cost summary of one params file (the step comes from its `step:` key)."""
-    params_file = Path(params_file)
+def _step_plan(params_file: Path) -> tuple[list[str], dict]:
+    """The lines of one step's plan, and its totals: `estimate` (minutes on the CPU or GPU-hours;
+    None when unknown) and `measured` (seconds of a stored run of exactly these params, or None)."""
     step, P, cost = _cost(params_file)
     task = getattr(getattr(P, "task", None), "name", "arith")
     lines = [f"{params_file} ({step.stem}, scale {P.scale})",
@@ -124,24 +137,67 @@ def plan(params_file: str | Path) -> str:
              f"  examples trained on   {cost.train_examples:>14,}   (summed over runs and epochs)",
              f"  generated tokens      {cost.generated_tokens + cost.teacher_tokens:>14,}   (at most; "
              f"{cost.teacher_tokens:,} by the teacher)"]
+    totals: dict = {"scale": P.scale, "estimate": None, "measured": None}
     if P.scale == "paper":
-        lines.append(f"  estimate              {_gpu_hours(P, cost, task, params_file)}")
+        totals["estimate"], text = _gpu_hours(P, cost, task, params_file)
+        lines.append(f"  estimate              {text}")
     else:
         compute = getattr(P, "compute", None)
-        lines.append(f"  estimate              {_cpu_estimate(cost, task, compute.workers if compute else None)}")
-        done = _stored_seconds(params_file)
-        if done is not None:
-            lines.append(f"  measured              a stored run of exactly these params took {done / 60:.1f} min")
+        workers = compute.workers if compute else None
+        seconds = _cpu_seconds(cost, task, workers)
+        totals["cores"] = _cores(workers)
+        if seconds is None:
+            lines.append(f"  estimate              {NO_RATES}")
+        else:
+            totals["estimate"] = seconds / 60
+            lines.append(f"  estimate              at most {seconds / 60:.0f} min on {totals['cores']} core(s) "
+                         "(upper bound: every completion at its limit)")
+        totals["measured"] = _stored_seconds(params_file)
+        if totals["measured"] is not None:
+            lines.append(f"  measured              a stored run of exactly these params took "
+                         f"{totals['measured'] / 60:.1f} min")
     lines += [f"  note: {n}" for n in cost.notes]
-    return "\n".join(lines)
+    return lines, totals
+
+
+def _basis(scale: str) -> str:
+    """What the estimates rest on, said once."""
+    if scale == "paper":
+        return f"assumptions: {GPU_ASSUMPTIONS}"
+    rates = _cpu_rates()
+    return f"rates: {_provenance(rates)}" if rates else f"rates: {NO_RATES}"
+
+
+def plan(params_file: str | Path) -> str:
+    """A human-readable cost summary of one params file (the step comes from its `step:` key)."""
+    lines, totals = _step_plan(Path(params_file))
+    return "\n".join(lines + [f"  {_basis(totals['scale'])}"])
 
 
 def plan_scale(scale: str) -> str:
-    """`plan` of every step of a scale."""
+    """`plan` of every step of a scale, and what they cost together."""
     files = steps.params_files(scale)
     if not files:
         raise FileNotFoundError(f"no params files under params/{scale}/")
-    return "\n".join(plan(f) for f in files)
+    lines, estimates, measured = [], [], []
+    for path in files:
+        step_lines, totals = _step_plan(path)
+        lines += step_lines
+        estimates.append(totals["estimate"])
+        measured.append(totals["measured"])
+    known = [e for e in estimates if e is not None]
+    unknown = len(estimates) - len(known)
+    missing = f" ({unknown} of them unknown, left out)" if unknown else ""
+    if scale == "paper":
+        total = f"{sum(known):.1f} GPU-hours on one H200{missing}"
+    else:
+        total = f"at most {sum(known):.0f} min on {_cores(None)} core(s), an upper bound{missing}"
+    lines.append(f"all {len(files)} params files of scale {scale}: {total}")
+    stored = [m for m in measured if m is not None]
+    if stored:
+        lines.append(f"  measured              stored runs of {len(stored)} of them took {sum(stored) / 60:.1f} min")
+    lines.append(f"  {_basis(scale)}")
+    return "\n".join(lines)
 
 
 def _stored_seconds(params_file: Path) -> float | None:

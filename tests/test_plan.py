@@ -122,3 +122,31 @@ def test_the_estimate_names_the_machine_of_each_rate(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "THROUGHPUT", rates)
     text = plan(REPO / "params/micro/03_train_on_traces.yaml")
     assert "training rate measured 2026-12-02, Intel Xeon; sampling rate measured 2026-12-03, AMD EPYC" in text
+
+
+def _estimates(text: str, unit: str) -> list[float]:
+    return [float(m) for m in re.findall(rf"^  estimate\s+(?:at most )?([\d.]+) {unit}", text, re.M)]
+
+
+@pytest.mark.parametrize("scale,unit", [("micro", "min"), ("paper", "GPU-hours")])
+def test_a_scale_plan_ends_with_the_total_and_says_its_basis_once(scale, unit):
+    text = plan_scale(scale)
+    files = steps.params_files(scale)
+    total = re.search(rf"^all {len(files)} params files of scale {scale}: (?:at most )?([\d.]+) ", text, re.M)
+    assert total, text[-600:]
+    per_step = _estimates(text, unit)
+    assert len(per_step) == len(files)
+    # each step's estimate is rounded for printing: the total may differ by the rounding
+    slack = 0.5 * len(files) * (1 if unit == "min" else 0.1)
+    assert abs(float(total.group(1)) - sum(per_step)) <= slack
+    basis = "rates:" if scale == "micro" else "assumptions:"
+    assert text.count(basis) == 1
+
+
+def test_without_measured_rates_the_total_says_what_it_left_out(tmp_path, monkeypatch):
+    from cotrepro import paths
+
+    monkeypatch.setattr(paths, "THROUGHPUT", tmp_path / "absent.json")
+    text = plan_scale("smoke")
+    n = len(steps.params_files("smoke"))
+    assert f"({n} of them unknown, left out)" in text and "run `make bench`" in text
