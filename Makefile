@@ -41,8 +41,11 @@ bench: setup
 bench-gpu: setup
 	$(PY) bench/bench_gpu.py
 
+# outputs stripped (cell ids kept: they are stable, jupytext writes them) and each notebook in sync
+# with its .py twin (the test reads both)
 lint-notebooks: setup
-	$(PY) -m jupytext --check 'nbstripout --verify' notebooks/*.ipynb
+	$(PY) -m nbstripout --keep-id --verify notebooks/*.ipynb
+	$(PY) -m pytest -q tests/test_pipeline.py -k paired_clean
 
 clean-venv:
 	rm -rf $(VENV)
