@@ -84,9 +84,9 @@ class ArithWorldParams:
                                      "as the web has", ge=0)
     n_rewrites: int = param(1500, "2-4 step problems shown with a human solution as a hint and solved step by "
                                   "step (the paraphrase prompt of SoT-4): the teacher only", ge=0)
-    paraphraser_rewrites: int = param(100_000, "rewrite documents beyond n_rewrites in the paraphraser's corpus "
+    paraphraser_rewrites: int = param(200_000, "rewrite documents beyond n_rewrites in the paraphraser's corpus "
                                                "(0: no paraphraser): the teacher's corpus plus these, its shape "
-                                               "and budget (LOG.md, pilot p17)", ge=0)
+                                               "and budget (LOG.md, pilots p17 and p18)", ge=0)
     student_steps: int = param(10000, "optimizer steps of the student", ge=1)
     teacher_steps: int = param(8000, "optimizer steps of the teacher", ge=1)
     batch_size: int = param(32, "documents per optimizer step", ge=1)

@@ -58,11 +58,13 @@ pd.DataFrame({name: pd.Series(values) for name, values in nll.items()}).describe
 # %%
 problems = specs.train_problems(traces.params.task, traces.params.data)  # the problems step 02 offered
 p_set, h_at_p, attempts = step.paraphrase_sets(P, problems, sets["H"], store=run.path / "paraphrases.jsonl", root=run.root)
-rate = step.keep_rate(attempts)
-run.dir.write_json("paraphrases.json", {"keep_rate": rate, "kept": len(p_set), "attempts": attempts})
+rate, same_as_s = step.keep_rate(attempts), step.share_same_as(p_set, sets.get("S", []))
+run.dir.write_json("paraphrases.json", {"keep_rate": rate, "kept": len(p_set), "same_as_s": same_as_s,
+                                        "attempts": attempts})
 nll.update(step.per_token_nll(model, tokenizer, {"P": p_set}, P.nll_batch_size) if p_set else {})
 run.dir.write_json("nll.json", nll)
-print(f"kept {len(p_set)} of {len(sets['H'])} (first-attempt keep rate {rate:.0%})")
+print(f"kept {len(p_set)} of {len(sets['H'])} (first-attempt keep rate {rate:.0%}); "
+      f"word for word S: {same_as_s if same_as_s is None else f'{same_as_s:.0%}'}")
 pd.DataFrame(attempts[:5])[["problem_id", "kept", "reason", "text"]]
 
 # %% [markdown]
@@ -78,7 +80,7 @@ accuracy_summary(results)
 
 # %%
 chance = best_constant(specs.get_task(P.task), specs.test_problems(P.task, P.data))
-claims = [step.distance_claim(nll, P.n_boot), step.paraphrase_claim(results, rate, chance, P.n_boot)]
+claims = [step.distance_claim(nll, P.n_boot), step.paraphrase_claim(results, rate, chance, P.n_boot, same_as_s=same_as_s)]
 run.dir.write_json("claims.json", claims)
 pd.DataFrame(claims)[["claim", "verdict", "effect", "ci", "what", "note"]]
 

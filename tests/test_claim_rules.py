@@ -223,6 +223,18 @@ def test_sot4_each_way(case, kwargs, expected):
     assert verdict_of(sot4(**kwargs), "SoT-4") == expected
 
 
+def test_sot4_says_how_much_of_p_is_the_style_control():
+    p_set = [{"problem_id": "a", "completion": " 1 + 2 = 3\n#### 3"}, {"problem_id": "b", "completion": "2 * 3 = 6\n#### 6"}]
+    s_set = [{"problem_id": "a", "completion": "1 + 2 = 3\n#### 3"}, {"problem_id": "b", "completion": "3 * 2 = 6\n#### 6"}]
+    assert paraphrase_distance.share_same_as(p_set, s_set) == 0.5
+    assert paraphrase_distance.share_same_as([], s_set) is None and paraphrase_distance.share_same_as(p_set, []) is None
+    m = {"P": draw(0.6, 21), "H@P": draw(0.4, 22), "none": draw(0.1, 23, seeds=1)}
+    results = {c: records(x, c) for c, x in m.items()}
+    row = paraphrase_distance.paraphrase_claim(results, rate=0.9, chance=0.05, n_boot=N_BOOT, same_as_s=0.5)
+    assert "50% of those kept are word for word S" in row["what"]
+    assert "word for word" not in sot4(p=0.6, h=0.4)["what"]
+
+
 def test_sot4_without_any_kept_rewrite_is_not_measured():
     row = paraphrase_distance.paraphrase_claim({}, rate=0.0, chance=0.05, n_boot=N_BOOT)
     assert verdict_of(row, "SoT-4") == "inconclusive" and row["what"].startswith("not measured")

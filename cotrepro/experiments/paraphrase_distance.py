@@ -127,6 +127,17 @@ def _as_completion(prompt: str, trace: str) -> str:
     return trace if not prompt or prompt[-1].isspace() else " " + trace
 
 
+def share_same_as(p_set: Sequence[dict], control: Sequence[dict]) -> float | None:
+    """Share of the kept rewrites that are word for word the control's completion of their
+    problem (S: the gold in the student's style). A faithful rewrite of a human solution into the
+    micro world's step-by-step style is S, so this says how far P is its own set and how far it is
+    the style control (None: no rewrite kept, or no control: a benchmark has no S)."""
+    target = {e["problem_id"]: e["completion"].strip() for e in control}
+    if not p_set or not target:
+        return None
+    return sum(e["completion"].strip() == target.get(e["problem_id"]) for e in p_set) / len(p_set)
+
+
 def keep_rate(attempts: Sequence[dict]) -> float:
     """Share of FIRST rewrites that kept the answer (retries raise coverage, not this rate)."""
     first = [a for a in attempts if a["attempt"] == 0]
@@ -145,8 +156,9 @@ def train_p_and_h(P: Params, p_set: list[dict], h_at_p: list[dict], root) -> dic
 
 
 def paraphrase_claim(results: Mapping[str, list[dict]], rate: float, chance: float, n_boot: int,
-                     seed: int = 0) -> dict:
-    """SoT-4: accuracy(P) - accuracy(H@P), askable when the paraphraser rewrites and H learned."""
+                     seed: int = 0, same_as_s: float | None = None) -> dict:
+    """SoT-4: accuracy(P) - accuracy(H@P), askable when the paraphraser rewrites and H learned.
+    `same_as_s` (`share_same_as`) goes into the row's description."""
     t = claims.test("SoT-4")
     if not results:
         return claims.not_measured("SoT-4", f"the paraphraser kept no rewrite (first-attempt keep rate {rate:.0%})",
@@ -157,7 +169,8 @@ def paraphrase_claim(results: Mapping[str, list[dict]], rate: float, chance: flo
     context = dict(unit="accuracy difference", n_test=n_test, seeds=len(results["P"]), chance=chance, base=base,
                    what=f"accuracy(P) - accuracy(H on the same problems), greedy over {n_test} test problems, "
                         f"{len(results['P'])} seeds, {diff.kind}; the paraphraser kept {rate:.0%} of first "
-                        f"rewrites; claimed: above 0")
+                        f"rewrites" + ("" if same_as_s is None else f", {same_as_s:.0%} of those kept are word for "
+                                       "word S, the gold in the student's style") + "; claimed: above 0")
     unparsed = mean_unparsed(results[H_AT_P])
     if rate < t["min_keep_rate"]:
         return claims.not_askable("SoT-4", diff, f"the paraphraser kept {rate:.0%} of rewrites "
