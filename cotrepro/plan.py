@@ -145,12 +145,11 @@ def _step_plan(params_file: Path) -> tuple[list[str], dict]:
         compute = getattr(P, "compute", None)
         workers = compute.workers if compute else None
         seconds = _cpu_seconds(cost, task, workers)
-        totals["cores"] = _cores(workers)
         if seconds is None:
             lines.append(f"  estimate              {NO_RATES}")
         else:
             totals["estimate"] = seconds / 60
-            lines.append(f"  estimate              at most {seconds / 60:.0f} min on {totals['cores']} core(s) "
+            lines.append(f"  estimate              at most {seconds / 60:.0f} min on {_cores(workers)} core(s) "
                          "(upper bound: every completion at its limit)")
         totals["measured"] = _stored_seconds(params_file)
         if totals["measured"] is not None:
@@ -191,7 +190,7 @@ def plan_scale(scale: str) -> str:
     if scale == "paper":
         total = f"{sum(known):.1f} GPU-hours on one H200{missing}"
     else:
-        total = f"at most {sum(known):.0f} min on {_cores(None)} core(s), an upper bound{missing}"
+        total = f"at most {sum(known):.0f} min, each step on the cores it names (an upper bound){missing}"
     lines.append(f"all {len(files)} params files of scale {scale}: {total}")
     stored = [m for m in measured if m is not None]
     if stored:
