@@ -138,6 +138,8 @@ def _plan_blocks() -> dict[str, str]:
     blocks: dict[str, str] = {}
     current = None
     for line in plan.plan_scale("paper").splitlines():
+        if line.startswith("all "):  # the scale's total, after the last step's block
+            break
         if not line.startswith(" "):
             current = Path(line.split(" (")[0]).stem
             blocks[current] = ""
