@@ -107,11 +107,8 @@ def _cores(workers: int | None) -> int:
     return workers or len(os.sched_getaffinity(0))
 
 
-def _cpu_seconds(cost, task: str, workers: int | None) -> float | None:
-    """Upper bound on the wall time of a step on this machine's cores (None: no rates measured)."""
-    rates = _cpu_rates()
-    if rates is None:
-        return None
+def _cpu_seconds(cost, task: str, workers: int | None, rates: dict) -> float:
+    """Upper bound on the wall time of a step on this machine's cores, at the measured `rates`."""
     return (cost.train_examples * EXAMPLE_TOKENS.get(task, 90) / rates["train_tokens_per_s"]
             + (cost.generated_tokens + cost.teacher_tokens) / rates["sample_tokens_per_s"]
             ) / max(1, min(_cores(workers), max(1, cost.fine_tunes)))
@@ -127,9 +124,10 @@ def _provenance(rates: dict) -> str:
                      for label, key in (("training", "train_tokens_per_s"), ("sampling", "sample_tokens_per_s")))
 
 
-def _step_plan(params_file: Path) -> tuple[list[str], dict]:
-    """The lines of one step's plan, and its totals: `estimate` (minutes on the CPU or GPU-hours;
-    None when unknown) and `measured` (seconds of a stored run of exactly these params, or None)."""
+def _step_plan(params_file: Path, rates: dict | None) -> tuple[list[str], dict]:
+    """The lines of one step's plan at the CPU `rates` (`_cpu_rates`), and its totals: `estimate`
+    (minutes on the CPU or GPU-hours; None when unknown) and `measured` (seconds of a stored run of
+    exactly these params, or None)."""
     step, P, cost = _cost(params_file)
     task = getattr(getattr(P, "task", None), "name", "arith")
     lines = [f"{params_file} ({step.stem}, scale {P.scale})",
@@ -144,10 +142,10 @@ def _step_plan(params_file: Path) -> tuple[list[str], dict]:
     else:
         compute = getattr(P, "compute", None)
         workers = compute.workers if compute else None
-        seconds = _cpu_seconds(cost, task, workers)
-        if seconds is None:
+        if rates is None:
             lines.append(f"  estimate              {NO_RATES}")
         else:
+            seconds = _cpu_seconds(cost, task, workers, rates)
             totals["estimate"] = seconds / 60
             lines.append(f"  estimate              at most {seconds / 60:.0f} min on {_cores(workers)} core(s) "
                          "(upper bound: every completion at its limit)")
@@ -159,18 +157,18 @@ def _step_plan(params_file: Path) -> tuple[list[str], dict]:
     return lines, totals
 
 
-def _basis(scale: str) -> str:
+def _basis(scale: str, rates: dict | None) -> str:
     """What the estimates rest on, said once."""
     if scale == "paper":
         return f"assumptions: {GPU_ASSUMPTIONS}"
-    rates = _cpu_rates()
     return f"rates: {_provenance(rates)}" if rates else f"rates: {NO_RATES}"
 
 
 def plan(params_file: str | Path) -> str:
     """A human-readable cost summary of one params file (the step comes from its `step:` key)."""
-    lines, totals = _step_plan(Path(params_file))
-    return "\n".join(lines + [f"  {_basis(totals['scale'])}"])
+    rates = _cpu_rates()
+    lines, totals = _step_plan(Path(params_file), rates)
+    return "\n".join(lines + [f"  {_basis(totals['scale'], rates)}"])
 
 
 def plan_scale(scale: str) -> str:
@@ -178,9 +176,10 @@ def plan_scale(scale: str) -> str:
     files = steps.params_files(scale)
     if not files:
         raise FileNotFoundError(f"no params files under params/{scale}/")
+    rates = _cpu_rates()  # read once for every step
     lines, estimates, measured = [], [], []
     for path in files:
-        step_lines, totals = _step_plan(path)
+        step_lines, totals = _step_plan(path, rates)
         lines += step_lines
         estimates.append(totals["estimate"])
         measured.append(totals["measured"])
@@ -195,7 +194,7 @@ def plan_scale(scale: str) -> str:
     stored = [m for m in measured if m is not None]
     if stored:
         lines.append(f"  measured              stored runs of {len(stored)} of them took {sum(stored) / 60:.1f} min")
-    lines.append(f"  {_basis(scale)}")
+    lines.append(f"  {_basis(scale, rates)}")
     return "\n".join(lines)
 
 

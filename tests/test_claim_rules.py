@@ -203,12 +203,13 @@ def test_sot3_style_control_is_reported():
     assert "style part" in row["note"] and "content part" in row["note"]
 
 
-def sot4(p: float, h: float, rate: float = 0.9, h_unparsed: float = 0.0, null: bool = False) -> dict:
+def sot4(p: float, h: float, rate: float = 0.9, h_unparsed: float = 0.0, null: bool = False,
+         same_as_s: float | None = None) -> dict:
     m = {"P": draw(p, 21), "H@P": draw(h, 22), "none": draw(0.1, 23, seeds=1)}
     if null:
         m["P"] = permuted(m["H@P"], 24)
     results = {c: records(x, c, unparsed_share=h_unparsed if c == "H@P" else 0.0) for c, x in m.items()}
-    return paraphrase_distance.paraphrase_claim(results, rate=rate, chance=0.05, n_boot=N_BOOT)
+    return paraphrase_distance.paraphrase_claim(results, rate=rate, chance=0.05, n_boot=N_BOOT, same_as_s=same_as_s)
 
 
 @pytest.mark.parametrize("case, kwargs, expected", [
@@ -228,10 +229,7 @@ def test_sot4_says_how_much_of_p_is_the_style_control():
     s_set = [{"problem_id": "a", "completion": "1 + 2 = 3\n#### 3"}, {"problem_id": "b", "completion": "3 * 2 = 6\n#### 6"}]
     assert paraphrase_distance.share_same_as(p_set, s_set) == 0.5
     assert paraphrase_distance.share_same_as([], s_set) is None and paraphrase_distance.share_same_as(p_set, []) is None
-    m = {"P": draw(0.6, 21), "H@P": draw(0.4, 22), "none": draw(0.1, 23, seeds=1)}
-    results = {c: records(x, c) for c, x in m.items()}
-    row = paraphrase_distance.paraphrase_claim(results, rate=0.9, chance=0.05, n_boot=N_BOOT, same_as_s=0.5)
-    assert "50% of those kept are word for word S" in row["what"]
+    assert "50% of those kept are word for word S" in sot4(p=0.6, h=0.4, same_as_s=0.5)["what"]
     assert "word for word" not in sot4(p=0.6, h=0.4)["what"]
 
 
